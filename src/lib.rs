@@ -1,0 +1,6 @@
+//! smelt: turn container images into immutable, bootable operating systems.
+//!
+//! The data flow (see docs/ARCHITECTURE.md): spec → resolve/pull images →
+//! apply layers into an in-memory tree → assemble the root → write artifacts.
+
+pub mod digest;
