@@ -4,3 +4,4 @@
 //! apply layers into an in-memory tree → assemble the root → write artifacts.
 
 pub mod digest;
+pub mod oci;
