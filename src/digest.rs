@@ -159,6 +159,9 @@ impl<W: Write> HashingWriter<W> {
     pub fn digest(&self) -> Digest {
         Digest::from_hasher(self.hasher.clone())
     }
+    pub fn get_ref(&self) -> &W {
+        &self.inner
+    }
     pub fn into_inner(self) -> W {
         self.inner
     }

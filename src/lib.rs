@@ -5,3 +5,5 @@
 
 pub mod digest;
 pub mod oci;
+pub mod run;
+pub mod artifacts;

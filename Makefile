@@ -1,0 +1,45 @@
+# smelt — set-up, build and test. On a fresh Debian machine:
+#   make image   # installs what it needs, builds smelt, the base images and examples/minimal.yml
+#   make test    # runs every test (unit, registry, boot)
+
+TARGET      := x86_64-unknown-linux-gnu
+SMELT       := target/$(TARGET)/release/smelt
+export SOURCE_DATE_EPOCH ?= 1700000000
+IMAGES      := kernel busybox
+
+.PHONY: image deps build images examples test lint bench clean-out
+
+image: deps build images examples
+
+deps:
+	scripts/deps.sh
+
+build:
+	cargo build --release --locked
+
+# Each recipe fills a directory; smelt packs it into a one-layer OCI image
+# in the local store, tagged with the package version and :latest.
+images: build
+	@set -e; for img in $(IMAGES); do \
+	    dir=$$(mktemp -d); \
+	    ver=$$(images/$$img/build.sh $$dir/root | tail -n1); \
+	    owners=""; [ -f images/$$img/owners ] && owners="--owners images/$$img/owners"; \
+	    $(SMELT) image pack $$dir/root --tag smelt/$$img:$$ver --tag smelt/$$img:latest $$owners; \
+	    rm -rf $$dir; \
+	done
+
+examples: build
+	$(SMELT) build -o out examples/minimal.yml
+
+test: build
+	cargo test --release --locked -- --test-threads=2
+
+lint:
+	cargo fmt --check
+	cargo clippy --all-targets --locked -- -D warnings
+
+bench: build
+	scripts/bench.sh
+
+clean-out:
+	rm -rf out

@@ -1,0 +1,3 @@
+//! Artifacts composed from formats: kernel+initrd, tar; written atomically.
+
+pub mod output;
