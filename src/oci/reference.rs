@@ -61,10 +61,10 @@ impl Reference {
             Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
             None => (rest, None),
         };
-        if let Some(t) = tag {
-            if !valid_tag(t) {
-                return Err(err(&format!("invalid tag {t:?}")));
-            }
+        if let Some(t) = tag
+            && !valid_tag(t)
+        {
+            return Err(err(&format!("invalid tag {t:?}")));
         }
         let (registry, repository) = match name.split_once('/') {
             Some((first, path))
@@ -152,10 +152,10 @@ fn valid_registry(r: &str) -> bool {
         Some((h, p)) => (h, Some(p)),
         None => (r, None),
     };
-    if let Some(p) = port {
-        if p.is_empty() || p.len() > 5 || !p.bytes().all(|c| c.is_ascii_digit()) {
-            return false;
-        }
+    if let Some(p) = port
+        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|c| c.is_ascii_digit()))
+    {
+        return false;
     }
     !host.is_empty()
         && host
