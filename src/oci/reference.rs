@@ -61,10 +61,10 @@ impl Reference {
             Some(i) => (&rest[..last_slash + i], Some(&rest[last_slash + i + 1..])),
             None => (rest, None),
         };
-        if let Some(t) = tag {
-            if !valid_tag(t) {
-                return Err(err(&format!("invalid tag {t:?}")));
-            }
+        if let Some(t) = tag
+            && !valid_tag(t)
+        {
+            return Err(err(&format!("invalid tag {t:?}")));
         }
         let (registry, repository) = match name.split_once('/') {
             Some((first, path))
@@ -142,8 +142,7 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
@@ -152,10 +151,10 @@ fn valid_registry(r: &str) -> bool {
         Some((h, p)) => (h, Some(p)),
         None => (r, None),
     };
-    if let Some(p) = port {
-        if p.is_empty() || p.len() > 5 || !p.bytes().all(|c| c.is_ascii_digit()) {
-            return false;
-        }
+    if let Some(p) = port
+        && (p.is_empty() || p.len() > 5 || !p.bytes().all(|c| c.is_ascii_digit()))
+    {
+        return false;
     }
     !host.is_empty()
         && host
