@@ -5,7 +5,7 @@ use std::path::Path;
 use super::*;
 use crate::oci::manifest::Platform;
 use crate::oci::testregistry::{TestRegistry, config_for, make_layer};
-use crate::oci::{NoProgress, PullPolicy, Resolver};
+use crate::oci::{NoProgress, Progress, PullPolicy, Resolver};
 
 fn r(s: &str) -> Reference {
     Reference::parse(s).unwrap()
@@ -293,4 +293,215 @@ fn mirror_serves_docker_io() {
         b.list().unwrap()[0].reference,
         "docker.io/smelt/busybox:latest"
     );
+}
+
+fn config_with_auth(host: &str, user: &str, password: &str) -> DockerConfig {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    let json = format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#);
+    DockerConfig::parse(json.as_bytes(), Path::new("test-config.json")).unwrap()
+}
+
+#[test]
+fn basic_auth_with_docker_config_credentials() {
+    use crate::oci::testregistry::{BASIC_PASSWORD, BASIC_USER};
+    let reg = TestRegistry::start_with_basic_auth();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, d) = store_with_image(dir.path(), "a", "l/s:1", b"secret", "amd64");
+    let dest = r(&format!("{}/smelt/private:1", reg.host()));
+    let authed = RegistryClient::new(&RegistryOptions {
+        docker_config: config_with_auth(&reg.host(), BASIC_USER, BASIC_PASSWORD),
+        ..Default::default()
+    });
+    assert_eq!(
+        push(&a, &r("l/s:1"), &dest, &authed, &NoProgress).unwrap(),
+        d
+    );
+    let b = Store::open(&dir.path().join("b")).unwrap();
+    let img = Resolver::new(&b, &authed, PullPolicy::Missing)
+        .resolve(&dest)
+        .unwrap();
+    assert_eq!(img.manifest_digest, d);
+
+    let e = client().pull(&b, &dest, &NoProgress).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{dest} ({}): authentication failed: registry wants Basic auth and no credentials are configured for {}",
+            reg.url(),
+            reg.host()
+        )
+    );
+    let wrong = RegistryClient::new(&RegistryOptions {
+        docker_config: config_with_auth(&reg.host(), BASIC_USER, "wrong"),
+        ..Default::default()
+    });
+    let e = wrong.pull(&b, &dest, &NoProgress).unwrap_err();
+    assert!(
+        matches!(e, RegistryError::Status { status: 401, .. }),
+        "{e}"
+    );
+}
+
+/// A minimal HTTP server speaking the Bearer token flow (distribution
+/// `token.md`): `/v2/…` needs `Bearer T0K`, `/token` hands it out. Records
+/// each request as `METHOD target authorization`.
+struct FakeTokenRegistry {
+    port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl FakeTokenRegistry {
+    fn start(files: Vec<(String, String, Vec<u8>)>) -> FakeTokenRegistry {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log2 = log.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                let target = line.split(' ').nth(1).unwrap_or("").to_string();
+                let mut auth = String::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = h
+                        .strip_prefix("authorization: ")
+                        .or(h.strip_prefix("Authorization: "))
+                    {
+                        auth = v.trim().to_string();
+                    }
+                }
+                log2.lock().unwrap().push(format!(
+                    "{} {target} {auth}",
+                    line.split(' ').next().unwrap_or("")
+                ));
+                let (status, extra, ctype, body): (&str, String, &str, Vec<u8>) = if target
+                    .starts_with("/token")
+                {
+                    (
+                        "200 OK",
+                        String::new(),
+                        "application/json",
+                        br#"{"token":"T0K"}"#.to_vec(),
+                    )
+                } else if auth != "Bearer T0K" {
+                    let ch = format!(
+                        "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",service=\"fake\"\r\n"
+                    );
+                    (
+                        "401 Unauthorized",
+                        ch,
+                        "text/plain",
+                        b"unauthorized".to_vec(),
+                    )
+                } else if let Some((_, ct, b)) = files.iter().find(|(p, _, _)| *p == target) {
+                    ("200 OK", String::new(), ct.as_str(), b.clone())
+                } else {
+                    (
+                        "404 Not Found",
+                        String::new(),
+                        "text/plain",
+                        b"not found".to_vec(),
+                    )
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\n{extra}Content-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(head.as_bytes());
+                let _ = conn.write_all(&body);
+            }
+        });
+        FakeTokenRegistry { port, log }
+    }
+}
+
+#[test]
+fn bearer_token_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, d) = store_with_image(dir.path(), "a", "l/t:1", b"token", "amd64");
+    let img = a.image(&d).unwrap();
+    let mut files = vec![(
+        "/v2/smelt/bb/manifests/latest".to_string(),
+        OCI_MANIFEST.to_string(),
+        img.manifest_bytes.clone(),
+    )];
+    for blob in [&img.config_digest, &img.layers[0].digest] {
+        files.push((
+            format!("/v2/smelt/bb/blobs/{blob}"),
+            "application/octet-stream".into(),
+            std::fs::read(a.blob_path(blob)).unwrap(),
+        ));
+    }
+    let fake = FakeTokenRegistry::start(files);
+    // docker.io mirrored to the fake: exercises mirror + hub credential key.
+    let c = RegistryClient::new(&RegistryOptions {
+        mirrors: vec![(
+            "docker.io".into(),
+            format!("http://127.0.0.1:{}", fake.port),
+        )],
+        docker_config: config_with_auth("https://index.docker.io/v1/", "hub", "pw"),
+    });
+    let b = Store::open(&dir.path().join("b")).unwrap();
+    let pulled = c.pull(&b, &r("smelt/bb"), &NoProgress).unwrap();
+    assert_eq!(pulled.digest, d);
+    assert!(b.image(&d).is_ok());
+    let log = fake.log.lock().unwrap().clone();
+    assert_eq!(log[0], "GET /v2/smelt/bb/manifests/latest ");
+    assert_eq!(
+        log[1],
+        "GET /token?service=fake&scope=repository%3Asmelt%2Fbb%3Apull Basic aHViOnB3"
+    );
+    assert_eq!(log[2], "GET /v2/smelt/bb/manifests/latest Bearer T0K");
+    // The token is reused: no further token requests or 401s.
+    assert_eq!(log.len(), 5, "{log:#?}");
+    assert!(log[3..].iter().all(|l| l.ends_with("Bearer T0K")));
+}
+
+#[test]
+fn reports_progress() {
+    use std::sync::Mutex;
+    /// (starts, bytes advanced, finishes)
+    type Seen = (Vec<(String, Option<u64>)>, u64, usize);
+    #[derive(Default)]
+    struct Count(Mutex<Seen>);
+    impl Progress for Count {
+        fn start(&self, what: &str, total: Option<u64>) {
+            self.0.lock().unwrap().0.push((what.to_string(), total));
+        }
+        fn advance(&self, bytes: u64) {
+            self.0.lock().unwrap().1 += bytes;
+        }
+        fn finish(&self) {
+            self.0.lock().unwrap().2 += 1;
+        }
+    }
+    let reg = TestRegistry::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, d) = store_with_image(dir.path(), "a", "l/p:1", b"progress", "amd64");
+    let dest = r(&format!("{}/smelt/p:1", reg.host()));
+    let up = Count::default();
+    push(&a, &r("l/p:1"), &dest, &client(), &up).unwrap();
+    let img = a.image(&d).unwrap();
+    let total = img.manifest.config.size + img.layers[0].size;
+    let (starts, bytes, finishes) = up.0.into_inner().unwrap();
+    assert_eq!((starts.len(), bytes, finishes), (2, total, 2));
+    let down = Count::default();
+    let b = Store::open(&dir.path().join("b")).unwrap();
+    client().pull(&b, &dest, &down).unwrap();
+    let (starts, bytes, finishes) = down.0.into_inner().unwrap();
+    assert_eq!(
+        starts[1],
+        (img.layers[0].digest.to_string(), Some(img.layers[0].size))
+    );
+    assert_eq!((bytes, finishes), (total, 2));
 }

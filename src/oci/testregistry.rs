@@ -22,12 +22,30 @@ pub struct TestRegistry {
     child: Child,
     port: u16,
     dir: tempfile::TempDir,
+    basic_auth: bool,
 }
+
+/// User and password accepted by [`TestRegistry::start_with_basic_auth`].
+pub const BASIC_USER: &str = "smelt";
+pub const BASIC_PASSWORD: &str = "s3cret";
+/// bcrypt (cost 5) of [`BASIC_PASSWORD`], precomputed so tests need no
+/// htpasswd tool.
+const BASIC_HTPASSWD: &str = "smelt:$2b$05$8PBd.uGyEQkBYLMl192SLOsqrQYJTHVFZn7Ir7jSB/vNel1nkdHc2";
 
 impl TestRegistry {
     /// Starts the registry on a free port with its own storage directory and
     /// waits until `/v2/` answers.
     pub fn start() -> TestRegistry {
+        Self::start_inner(false)
+    }
+
+    /// Like [`start`](Self::start), but every request needs HTTP Basic auth
+    /// as [`BASIC_USER`]:[`BASIC_PASSWORD`] (distribution's htpasswd backend).
+    pub fn start_with_basic_auth() -> TestRegistry {
+        Self::start_inner(true)
+    }
+
+    fn start_inner(basic_auth: bool) -> TestRegistry {
         let dir = tempfile::tempdir().expect("temp dir for registry");
         // Ask the kernel for a free port, then hand it to the registry. The
         // small race with other processes is acceptable in tests.
@@ -37,12 +55,20 @@ impl TestRegistry {
             .port();
         let storage = dir.path().join("storage");
         let config = dir.path().join("config.yml");
-        let yaml = format!(
+        let mut yaml = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n\
              storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
              http:\n  addr: 127.0.0.1:{port}\n",
             storage.display()
         );
+        if basic_auth {
+            let htpasswd = dir.path().join("htpasswd");
+            std::fs::write(&htpasswd, format!("{BASIC_HTPASSWD}\n")).expect("write htpasswd");
+            yaml.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: smelt-test\n    path: {}\n",
+                htpasswd.display()
+            ));
+        }
         std::fs::write(&config, yaml).expect("write registry config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("registry log");
         let child = Command::new(REGISTRY_BIN)
@@ -53,7 +79,12 @@ impl TestRegistry {
             .stderr(log)
             .spawn()
             .unwrap_or_else(|e| panic!("starting {REGISTRY_BIN}: {e}"));
-        let reg = TestRegistry { child, port, dir };
+        let reg = TestRegistry {
+            child,
+            port,
+            dir,
+            basic_auth,
+        };
         reg.wait_ready();
         reg
     }
@@ -63,11 +94,12 @@ impl TestRegistry {
         while Instant::now() < deadline {
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let req = "GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+                let want: &[u8] = if self.basic_auth { b"401" } else { b"200" };
                 let mut buf = [0u8; 12];
                 if s.write_all(req.as_bytes()).is_ok()
                     && std::io::Read::read_exact(&mut s, &mut buf).is_ok()
                     && buf.starts_with(b"HTTP/1.")
-                    && &buf[9..12] == b"200"
+                    && &buf[9..12] == want
                 {
                     return;
                 }
