@@ -59,7 +59,7 @@ pub enum AuthError {
     },
 }
 
-#[derive(Debug, Default, Clone, Deserialize)]
+#[derive(Default, Clone, Deserialize)]
 struct AuthEntry {
     #[serde(default)]
     auth: Option<String>,
@@ -67,6 +67,12 @@ struct AuthEntry {
     username: Option<String>,
     #[serde(default)]
     password: Option<String>,
+}
+
+impl std::fmt::Debug for AuthEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuthEntry(<redacted>)")
+    }
 }
 
 /// The parts of Docker's `config.json` smelt reads.
@@ -388,6 +394,14 @@ mod tests {
         let hub = c.credentials("docker.io").unwrap().unwrap();
         assert_eq!(hub.username, "hubuser");
         assert_eq!(hub.password, "hub:pass");
+        assert_eq!(
+            c.credentials("registry-1.docker.io").unwrap(),
+            Some(hub.clone())
+        );
+        assert!(
+            !format!("{c:?}").contains(&B64.encode("me:secret")),
+            "secrets in Debug"
+        );
         let local = c.credentials("127.0.0.1:5000").unwrap().unwrap();
         assert_eq!(
             local.basic_header(),

@@ -144,6 +144,12 @@ struct Target<'a> {
     push: bool,
 }
 
+/// `host[:port]` of a base URL: whose credentials we may send there.
+fn url_host(base: &str) -> &str {
+    let rest = base.split_once("://").map_or(base, |(_, r)| r);
+    rest.split('/').next().unwrap_or(rest)
+}
+
 impl Target<'_> {
     fn repo_url(&self, kind: &str, rest: &str) -> String {
         format!(
@@ -299,13 +305,16 @@ impl RegistryClient {
         };
         let ch = auth::parse_challenge(challenge)
             .ok_or_else(|| fail("HTTP 401 without a WWW-Authenticate challenge".into()))?;
-        let creds = self.docker_config.credentials(&t.reference.registry)?;
+        // Credentials of the host actually contacted (a mirror's own, not
+        // those of the registry it mirrors), so they never leak elsewhere;
+        // registry-1.docker.io maps to Docker Hub's key.
+        let host = url_host(&t.base);
+        let creds = self.docker_config.credentials(host)?;
         let header = match ch.scheme.as_str() {
             "basic" => creds
                 .ok_or_else(|| {
                     fail(format!(
-                        "registry wants Basic auth and no credentials are configured for {}",
-                        t.reference.registry
+                        "registry wants Basic auth and no credentials are configured for {host}"
                     ))
                 })?
                 .basic_header(),
@@ -418,17 +427,31 @@ impl RegistryClient {
             .get("content-type")
             .and_then(|v| v.to_str().ok())
             .map(|s| s.split(';').next().unwrap_or(s).trim().to_string());
+        let header_digest = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok());
         let bytes = resp
             .body_mut()
             .with_config()
             .limit(MAX_MANIFEST_SIZE)
             .read_to_vec()
             .map_err(|e| self.invalid(t, format!("reading manifest {r}: {e}")))?;
+        let digest = Digest::of(&bytes);
+        // The registry's own digest claim must match the bytes we got.
+        if let Some(claimed) = header_digest.filter(|h| *h != digest) {
+            return Err(RegistryError::ManifestDigest {
+                reference: t.reference.to_string(),
+                url: t.base.clone(),
+                expected: claimed,
+                got: digest,
+            });
+        }
         let media_type = manifest::sniff_media_type(&bytes)
             .filter(|m| manifest::is_index(m) || manifest::is_manifest(m))
             .or(content_type)
             .unwrap_or_default();
-        let digest = Digest::of(&bytes);
         Ok((bytes, media_type, digest))
     }
 

@@ -443,13 +443,25 @@ fn bearer_token_flow() {
         ));
     }
     let fake = FakeTokenRegistry::start(files);
-    // docker.io mirrored to the fake: exercises mirror + hub credential key.
-    let c = RegistryClient::new(&RegistryOptions {
-        mirrors: vec![(
-            "docker.io".into(),
-            format!("http://127.0.0.1:{}", fake.port),
-        )],
+    let mirror = format!("127.0.0.1:{}", fake.port);
+    let mirrors = vec![("docker.io".to_string(), format!("http://{mirror}"))];
+    // docker.io mirrored to the fake: Docker Hub's credentials are never
+    // sent to the mirror ...
+    let hub_only = RegistryClient::new(&RegistryOptions {
+        mirrors: mirrors.clone(),
         docker_config: config_with_auth("https://index.docker.io/v1/", "hub", "pw"),
+    });
+    let b = Store::open(&dir.path().join("b0")).unwrap();
+    hub_only.pull(&b, &r("smelt/bb"), &NoProgress).unwrap();
+    let token_req = fake.log.lock().unwrap().drain(..).nth(1).unwrap();
+    assert!(
+        token_req.starts_with("GET /token") && token_req.ends_with(' '),
+        "{token_req}"
+    );
+    // ... the mirror's own are.
+    let c = RegistryClient::new(&RegistryOptions {
+        mirrors,
+        docker_config: config_with_auth(&mirror, "hub", "pw"),
     });
     let b = Store::open(&dir.path().join("b")).unwrap();
     let pulled = c.pull(&b, &r("smelt/bb"), &NoProgress).unwrap();

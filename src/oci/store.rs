@@ -430,6 +430,8 @@ impl Store {
             .into_inner()
             .into_inner()
             .map_err(|e| io_err(&dest)(e.into_error()))?;
+        // Synced before the rename: an existing diff is trusted unverified.
+        tmp.as_file().sync_all().map_err(io_err(&dest))?;
         tmp.persist(&dest).map_err(|e| io_err(&dest)(e.error))?;
         Ok(dest)
     }
