@@ -16,7 +16,7 @@ pub mod store;
 pub mod testregistry;
 
 pub use reference::Reference;
-pub use registry::{RegistryClient, RegistryError, RegistryOptions, push};
+pub use registry::{Pulled, RegistryClient, RegistryError, RegistryOptions, push};
 pub use resolve::{PullPolicy, Resolver};
 pub use store::{Image, Layer, Store, StoreEntry, StoreError};
 

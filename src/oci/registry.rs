@@ -9,7 +9,8 @@
 //! in a few hundred lines.
 //!
 //! Endpoints: a mirror (`docker.io=http://127.0.0.1:5000`) replaces the
-//! registry's base URL; otherwise `localhost`, `127.*` and `[::1]` use plain
+//! registry's base URL for every request, pushes included (so tests and
+//! air-gapped sites can serve `docker.io/...` names locally); otherwise `localhost`, `127.*` and `[::1]` use plain
 //! HTTP and everything else HTTPS; `docker.io` means `registry-1.docker.io`.
 //! Authentication: anonymous first; on 401 the `WWW-Authenticate` challenge
 //! picks Basic or the Bearer token flow (distribution `token.md`), with

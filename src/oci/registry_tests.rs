@@ -430,11 +430,18 @@ fn bearer_token_flow() {
     let dir = tempfile::tempdir().unwrap();
     let (a, d) = store_with_image(dir.path(), "a", "l/t:1", b"token", "amd64");
     let img = a.image(&d).unwrap();
-    let mut files = vec![(
-        "/v2/smelt/bb/manifests/latest".to_string(),
-        OCI_MANIFEST.to_string(),
-        img.manifest_bytes.clone(),
-    )];
+    let mut files = vec![
+        (
+            "/v2/smelt/bb/manifests/latest".to_string(),
+            OCI_MANIFEST.to_string(),
+            img.manifest_bytes.clone(),
+        ),
+        (
+            format!("/v2/smelt/bb/manifests/{}", Digest::of(b"pin")),
+            OCI_MANIFEST.to_string(),
+            img.manifest_bytes.clone(),
+        ),
+    ];
     for blob in [&img.config_digest, &img.layers[0].digest] {
         files.push((
             format!("/v2/smelt/bb/blobs/{blob}"),
@@ -465,9 +472,19 @@ fn bearer_token_flow() {
     });
     let b = Store::open(&dir.path().join("b")).unwrap();
     let pulled = c.pull(&b, &r("smelt/bb"), &NoProgress).unwrap();
+    let log = fake.log.lock().unwrap().clone();
+    // A registry answering a pinned digest with other bytes is caught.
+    let pinned = r(&format!("smelt/bb@{}", Digest::of(b"pin")));
+    let e = c.pull(&b, &pinned, &NoProgress).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "manifest of {pinned} (http://{mirror}): digest mismatch, expected {}, got {d}",
+            Digest::of(b"pin")
+        )
+    );
     assert_eq!(pulled.digest, d);
     assert!(b.image(&d).is_ok());
-    let log = fake.log.lock().unwrap().clone();
     assert_eq!(log[0], "GET /v2/smelt/bb/manifests/latest ");
     assert_eq!(
         log[1],

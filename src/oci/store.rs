@@ -122,6 +122,7 @@ impl Store {
             let p = root.join(dir);
             fs::create_dir_all(&p).map_err(io_err(&p))?;
         }
+        store.clean_stale_temps();
         let layout = root.join("oci-layout");
         if !layout.exists() {
             store.write_atomic(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#)?;
@@ -134,6 +135,27 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Removes temp files a killed process left (older than a day, so a
+    /// concurrent smelt's transfer in progress is never touched).
+    fn clean_stale_temps(&self) {
+        const STALE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > STALE);
+            if old {
+                // Best effort: another process may have removed it already.
+                let _ = fs::remove_file(e.path());
+            }
+        }
     }
 
     /// `$SMELT_STORE`, else `$XDG_CACHE_HOME/smelt`, else `$HOME/.cache/smelt`.

@@ -146,3 +146,19 @@ fn default_root_prefers_smelt_store() {
         assert!(Store::default_root().ends_with("smelt"));
     }
 }
+
+#[test]
+fn open_removes_only_stale_temp_files() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(dir.path()).unwrap();
+    let old = dir.path().join("tmp/part-old");
+    let new = dir.path().join("tmp/part-new");
+    let f = File::create(&old).unwrap();
+    let two_days = std::time::Duration::from_secs(2 * 24 * 3600);
+    f.set_modified(std::time::SystemTime::now() - two_days).unwrap();
+    drop(f);
+    File::create(&new).unwrap();
+    Store::open(dir.path()).unwrap();
+    assert!(!old.exists());
+    assert!(new.exists());
+}
