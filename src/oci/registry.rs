@@ -192,6 +192,10 @@ impl RegistryClient {
             // Blobs must arrive byte-exact for digest checks.
             .accept_encoding("identity")
             .user_agent(concat!("smelt/", env!("CARGO_PKG_VERSION")))
+            // A dead registry must fail, not hang a CI build; no overall
+            // body timeout, since layers can be large on slow links.
+            .timeout_connect(Some(std::time::Duration::from_secs(30)))
+            .timeout_recv_response(Some(std::time::Duration::from_secs(120)))
             .build()
             .new_agent();
         RegistryClient {

@@ -534,3 +534,19 @@ fn reports_progress() {
     );
     assert_eq!((bytes, finishes), (total, 2));
 }
+
+#[test]
+fn unreachable_registry_names_reference_and_url() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let reference = r(&format!("127.0.0.1:{port}/smelt/x:1"));
+    let e = client().pull(&s, &reference, &NoProgress).unwrap_err();
+    assert!(matches!(e, RegistryError::Transport { .. }), "{e}");
+    let prefix = format!("{reference} (http://127.0.0.1:{port}): GET manifest 1: ");
+    assert!(e.to_string().starts_with(&prefix), "{e}");
+}

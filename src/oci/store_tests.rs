@@ -155,7 +155,8 @@ fn open_removes_only_stale_temp_files() {
     let new = dir.path().join("tmp/part-new");
     let f = File::create(&old).unwrap();
     let two_days = std::time::Duration::from_secs(2 * 24 * 3600);
-    f.set_modified(std::time::SystemTime::now() - two_days).unwrap();
+    f.set_modified(std::time::SystemTime::now() - two_days)
+        .unwrap();
     drop(f);
     File::create(&new).unwrap();
     Store::open(dir.path()).unwrap();
