@@ -68,3 +68,15 @@ impl<'a> Resolver<'a> {
         self.store.image(&pulled.digest).map_err(store_err)
     }
 }
+
+impl std::str::FromStr for PullPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "missing" => Ok(PullPolicy::Missing),
+            "always" => Ok(PullPolicy::Always),
+            "never" => Ok(PullPolicy::Never),
+            other => Err(format!("unknown pull policy {other:?} (missing, always, never)")),
+        }
+    }
+}

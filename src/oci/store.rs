@@ -426,7 +426,7 @@ impl Store {
         let f = BufReader::new(f);
         let mt = layer.media_type.as_str();
         let mut reader: Box<dyn Read> = if mt.ends_with("gzip") {
-            Box::new(flate2::read::GzDecoder::new(f))
+            Box::new(flate2::read::MultiGzDecoder::new(f))
         } else if mt.ends_with("zstd") {
             Box::new(zstd::Decoder::with_buffer(f).map_err(io_err(&src))?)
         } else if mt.ends_with(".tar") || mt.ends_with(".tar.diff") {
