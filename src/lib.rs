@@ -6,3 +6,4 @@
 pub mod digest;
 pub mod oci;
 pub mod spec;
+pub mod assemble;
