@@ -406,3 +406,23 @@ fn yaml_syntax_error_is_located() {
     assert!(lines[0].starts_with("s.yml:"), "{lines:?}");
     assert!(!lines[0].starts_with("s.yml:0:0"), "{lines:?}");
 }
+
+#[test]
+fn empty_and_null_sections_parse() {
+    assert_eq!(parse_str("e.yml", "").expect("empty file"), Spec::default());
+    assert_eq!(
+        parse_str("e.yml", "# only a comment\n").expect("comment"),
+        Spec::default()
+    );
+    let spec = parse_str("e.yml", "services:\nonboot: []\n").expect("null section");
+    assert!(spec.services.is_empty());
+}
+
+#[test]
+fn nested_unknown_key_names_full_path() {
+    let text = "services:\n  - name: a\n    image: busybox\n    resources:\n      memory:\n        limt: 5\n";
+    assert_eq!(
+        err_lines("n.yml", text),
+        ["n.yml:6:9: unknown field \"limt\" in services[0].resources.memory"]
+    );
+}
