@@ -250,7 +250,42 @@ fn build(
     l: &ImageConfig,
     ids: &dyn Fn(&str) -> Option<u32>,
 ) -> Result<BundleConfig, BundleProblem> {
+    let readonly = pick(&l.readonly, &y.readonly).copied().unwrap_or(false);
+    let mut root = Map::new();
+    root.insert("path".into(), json!("rootfs"));
+    if readonly {
+        root.insert("readonly".into(), json!(true));
+    }
+
+    let mut config = Map::new();
+    config.insert("ociVersion".into(), json!(OCI_VERSION));
+    config.insert("process".into(), process(y, cfg, l, ids)?);
+    config.insert("root".into(), Value::Object(root));
+    if let Some(h) = pick_nonempty(&[l.hostname.as_deref(), y.hostname.as_deref()]) {
+        config.insert("hostname".into(), json!(h));
+    }
+    config.insert("mounts".into(), json!(mounts(y, l, readonly)?));
+    if let Some(a) = pick(&l.annotations, &y.annotations).filter(|a| !a.is_empty()) {
+        config.insert("annotations".into(), json!(a));
+    }
+    config.insert("linux".into(), linux(y, l, namespaces(y, l))?);
+
+    Ok(BundleConfig {
+        config: Value::Object(config),
+        runtime: runtime(y, l),
+        readonly,
+    })
+}
+
+/// The `process` section: args, env, cwd, user, capabilities, rlimits.
+fn process(
+    y: &Image,
+    cfg: &ImageConfiguration,
+    l: &ImageConfig,
+    ids: &dyn Fn(&str) -> Option<u32>,
+) -> Result<Value, BundleProblem> {
     let ic = cfg.config().as_ref();
+    // LinuxKit runs Entrypoint + Cmd as one command line.
     let mut inspect_args: Vec<String> = Vec::new();
     if let Some(c) = ic {
         inspect_args.extend(c.entrypoint().iter().flatten().cloned());
@@ -265,17 +300,13 @@ fn build(
     // OCI does not allow an empty cwd.
     let cwd =
         pick_nonempty(&[Some("/"), workdir, l.cwd.as_deref(), y.cwd.as_deref()]).unwrap_or("/");
-    let readonly = pick(&l.readonly, &y.readonly).copied().unwrap_or(false);
-
-    let mounts = mounts(y, l, readonly)?;
-    let namespaces = namespaces(y, l);
     let (bounding, effective, ambient) = capabilities(y, l)?;
     let rlimits = rlimits(pick(&l.rlimits, &y.rlimits))?;
-    let user = user(y, l, ic.and_then(|c| c.user().as_deref()), ids)?;
 
     let mut process = Map::new();
     process.insert("terminal".into(), json!(false));
-    process.insert("user".into(), user);
+    let image_user = ic.and_then(|c| c.user().as_deref());
+    process.insert("user".into(), user(y, l, image_user, ids)?);
     if !args.is_empty() {
         process.insert("args".into(), json!(args));
     }
@@ -299,31 +330,7 @@ fn build(
     if let Some(adj) = pick(&l.oom_score_adj, &y.oom_score_adj) {
         process.insert("oomScoreAdj".into(), json!(adj));
     }
-
-    let mut root = Map::new();
-    root.insert("path".into(), json!("rootfs"));
-    if readonly {
-        root.insert("readonly".into(), json!(true));
-    }
-
-    let mut config = Map::new();
-    config.insert("ociVersion".into(), json!(OCI_VERSION));
-    config.insert("process".into(), Value::Object(process));
-    config.insert("root".into(), Value::Object(root));
-    if let Some(h) = pick_nonempty(&[l.hostname.as_deref(), y.hostname.as_deref()]) {
-        config.insert("hostname".into(), json!(h));
-    }
-    config.insert("mounts".into(), json!(mounts));
-    if let Some(a) = pick(&l.annotations, &y.annotations).filter(|a| !a.is_empty()) {
-        config.insert("annotations".into(), json!(a));
-    }
-    config.insert("linux".into(), linux(y, l, namespaces)?);
-
-    Ok(BundleConfig {
-        config: Value::Object(config),
-        runtime: runtime(y, l),
-        readonly,
-    })
+    Ok(Value::Object(process))
 }
 
 fn insert_nonempty(map: &mut Map<String, Value>, key: &str, list: &[String]) {

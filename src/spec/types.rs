@@ -110,9 +110,16 @@ pub struct Mount {
     pub source: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub options: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Written as OCI's `uidMappings`; LinuxKit's YAML spells it in lowercase.
+    #[serde(
+        rename(serialize = "uidMappings"),
+        skip_serializing_if = "Option::is_none"
+    )]
     pub uidmappings: Option<Vec<IdMapping>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename(serialize = "gidMappings"),
+        skip_serializing_if = "Option::is_none"
+    )]
     pub gidmappings: Option<Vec<IdMapping>>,
 }
 

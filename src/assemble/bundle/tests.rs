@@ -384,3 +384,14 @@ fn runtime_json_is_complete_and_yaml_wins_per_field() {
     );
     assert!(b.runtime_json().ends_with(b"}\n"));
 }
+
+#[test]
+fn runtime_mounts_use_oci_field_names() {
+    let yaml = "    runtime:\n      mounts:\n        - {type: bind, source: /a, destination: /b, uidmappings: [{containerID: 0, hostID: 1, size: 2}]}\n";
+    let b = build_ok(&service(yaml), &image_config(json!({})), None);
+    assert_eq!(
+        b.runtime["mounts"],
+        json!([{"destination": "/b", "type": "bind", "source": "/a",
+                "uidMappings": [{"containerID": 0, "hostID": 1, "size": 2}]}])
+    );
+}
