@@ -395,3 +395,63 @@ fn runtime_mounts_use_oci_field_names() {
                 "uidMappings": [{"containerID": 0, "hostID": 1, "size": 2}]}])
     );
 }
+
+/// An independent reader: oci-spec's runtime types must accept every
+/// config we write, with all fields set.
+#[test]
+fn output_is_a_valid_oci_runtime_spec() {
+    let yaml = r#"    capabilities: [all]
+    ambient: [CAP_NET_RAW]
+    binds: [/a:/a:ro]
+    tmpfs: [/tmp]
+    mounts: [{type: cgroup}]
+    devices: [{path: /dev/fuse, type: c, major: 10, minor: 229, mode: "0666"}, {path: all, type: b}]
+    net: new
+    uts: /proc/1/ns/uts
+    hostname: h
+    readonly: true
+    maskedPaths: [/proc/kcore]
+    readonlyPaths: [/proc/sys]
+    uid: 1
+    gid: 2
+    additionalGids: [3]
+    noNewPrivileges: true
+    oomScoreAdj: 10
+    rootfsPropagation: shared
+    cgroupsPath: /x
+    resources:
+      memory: {limit: 1048576, swappiness: 0}
+      cpu: {shares: 2, cpus: "0"}
+      pids: {limit: 5}
+      blockio: {weight: 10, throttleReadBpsDevice: [{major: 8, minor: 0, rate: 1}]}
+      hugepageLimits: [{pageSize: 2MB, limit: 0}]
+      network: {classID: 1, priorities: [{name: eth0, priority: 1}]}
+    sysctl: {net.ipv4.ip_forward: "1"}
+    rlimits: ["nofile,1,2"]
+    uidMappings: [{containerID: 0, hostID: 1000, size: 10}]
+    gidMappings: [{containerID: 0, hostID: 1000, size: 10}]
+    annotations: {a: b}
+"#;
+    let cfg = image_config(json!({"Cmd": ["/bin/true"], "Env": ["A=1"]}));
+    let b = build_ok(&service(yaml), &cfg, None);
+    let spec: oci_spec::runtime::Spec =
+        serde_json::from_value(b.config.clone()).expect("valid OCI runtime spec");
+    let process = spec.process().as_ref().expect("process");
+    assert_eq!(
+        process.args().as_deref(),
+        Some(&["/bin/true".to_string()][..])
+    );
+    assert_eq!(process.user().uid(), 1);
+    let caps = process.capabilities().as_ref().expect("capabilities");
+    assert_eq!(caps.bounding().as_ref().map(|c| c.len()), Some(41));
+    let linux = spec.linux().as_ref().expect("linux");
+    assert_eq!(linux.devices().as_ref().map(Vec::len), Some(1));
+    assert_eq!(
+        linux.cgroups_path().as_deref(),
+        Some(std::path::Path::new("/x"))
+    );
+    let res = linux.resources().as_ref().expect("resources");
+    assert_eq!(res.pids().as_ref().map(|p| p.limit()), Some(5));
+    assert!(res.block_io().is_some());
+    assert_eq!(spec.hostname().as_deref(), Some("h"));
+}
