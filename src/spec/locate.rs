@@ -75,7 +75,7 @@ impl<'de> Visitor<'de> for NodeVisitor {
 /// a value (and its own path).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Found {
-    Key { map_path: String },
+    Key { map_path: String, key: String },
     Value { path: String },
 }
 
@@ -96,15 +96,16 @@ fn search(node: &Node, path: &str, at: &dyn Fn(&Spanned<Node>) -> bool) -> Optio
                 .or_else(|| at(item).then_some(Found::Value { path: child }))
         }),
         Node::Map(entries) => entries.iter().find_map(|(k, v)| {
-            if at(k) {
-                return Some(Found::Key {
-                    map_path: path.to_string(),
-                });
-            }
             let name = match &k.value {
                 Node::Scalar(s) => s.as_str(),
                 _ => "?",
             };
+            if at(k) {
+                return Some(Found::Key {
+                    map_path: path.to_string(),
+                    key: name.to_string(),
+                });
+            }
             let child = if path.is_empty() {
                 name.to_string()
             } else {

@@ -267,12 +267,24 @@ fn yaml_diagnostic(file: &Arc<str>, text: &str, err: &serde_saphyr::Error) -> Di
     };
     let mut message = plain_message(err);
     if let Some(found) = loc.and_then(|l| locate::find(text, l.line(), l.column())) {
-        match found {
-            locate::Found::Key { map_path } if !map_path.is_empty() => {
-                message = format!("{message} in {map_path}");
+        // Errors about a mapping's keys read "... in services[1]"; errors
+        // about a value are prefixed with its path.
+        let about_keys = ["unknown field", "missing field", "duplicate field"]
+            .iter()
+            .any(|p| message.starts_with(p));
+        let path = match found {
+            locate::Found::Key { map_path, .. } if about_keys => {
+                if !map_path.is_empty() {
+                    message = format!("{message} in {map_path}");
+                }
+                None
             }
-            locate::Found::Value { path } => message = format!("{path}: {message}"),
-            locate::Found::Key { .. } => {}
+            locate::Found::Key { map_path, key } if map_path.is_empty() => Some(key),
+            locate::Found::Key { map_path, key } => Some(format!("{map_path}.{key}")),
+            locate::Found::Value { path } => Some(path),
+        };
+        if let Some(path) = path {
+            message = format!("{path}: {message}");
         }
     }
     Diagnostic { origin, message }

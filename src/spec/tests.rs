@@ -426,3 +426,20 @@ fn nested_unknown_key_names_full_path() {
         ["n.yml:6:9: unknown field \"limt\" in services[0].resources.memory"]
     );
 }
+
+#[test]
+fn bad_ids_are_located() {
+    let text = "files:\n  - path: etc/x\n    contents: x\n    uid: -1\n";
+    let lines = err_lines("u.yml", text);
+    assert_eq!(lines.len(), 1);
+    assert!(
+        lines[0].starts_with("u.yml:4:5: files[0].uid: invalid value"),
+        "{lines:?}"
+    );
+    let text = "services:\n  - name: a\n    image: busybox\n    additionalGids: [[1]]\n";
+    let lines = err_lines("u.yml", text);
+    assert!(
+        lines[0].starts_with("u.yml:4:22: services[0].additionalGids[0]: "),
+        "{lines:?}"
+    );
+}

@@ -76,11 +76,39 @@ impl<'de> Deserialize<'de> for ImageRef {
 
 /// A user or group: LinuxKit accepts a number or a name (looked up in the
 /// image's `/etc/passwd` / `/etc/group`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Id {
     Number(u32),
     Name(String),
+}
+
+// Hand-written rather than `untagged`, which buffers the value (losing its
+// position) and reports only "did not match any variant".
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct IdVisitor;
+        impl serde::de::Visitor<'_> for IdVisitor {
+            type Value = Id;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a user or group name, or a number from 0 to 4294967295")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Id, E> {
+                u32::try_from(v)
+                    .map(Id::Number)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Id, E> {
+                u32::try_from(v)
+                    .map(Id::Number)
+                    .map_err(|_| E::invalid_value(serde::de::Unexpected::Signed(v), &self))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Id, E> {
+                Ok(Id::Name(v.to_string()))
+            }
+        }
+        d.deserialize_any(IdVisitor)
+    }
 }
 
 /// `kernel:`; every field overrides an earlier spec file's when set.
