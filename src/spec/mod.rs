@@ -48,6 +48,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 pub use types::*;
+pub use validate::parse_mode;
 
 /// One problem in a spec, located.
 #[derive(Debug, Clone, PartialEq, Eq)]
