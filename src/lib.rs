@@ -3,7 +3,9 @@
 //! The data flow (see docs/ARCHITECTURE.md): spec → resolve/pull images →
 //! apply layers into an in-memory tree → assemble the root → write artifacts.
 
+pub mod artifacts;
+pub mod assemble;
 pub mod digest;
 pub mod oci;
 pub mod run;
-pub mod artifacts;
+pub mod spec;
