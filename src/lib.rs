@@ -3,5 +3,8 @@
 //! The data flow (see docs/ARCHITECTURE.md): spec → resolve/pull images →
 //! apply layers into an in-memory tree → assemble the root → write artifacts.
 
+pub mod compress;
 pub mod digest;
+pub mod formats;
 pub mod oci;
+pub mod tree;
