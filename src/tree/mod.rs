@@ -617,3 +617,8 @@ impl<'a> Iterator for Walk<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub(crate) mod testutil;
