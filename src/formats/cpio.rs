@@ -233,3 +233,161 @@ fn pad(len: u64, out: &mut impl Write) -> std::io::Result<()> {
     let n = (len.next_multiple_of(4) - len) as usize;
     out.write_all(&[0u8; 4][..n])
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+    use std::process::Command;
+
+    use super::*;
+    use crate::tree::testutil::{run, sample_tree};
+
+    #[test]
+    fn gnu_cpio_extracts_what_we_wrote() {
+        let tree = sample_tree();
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = tmp.path().join("a.cpio");
+        let n = write_newc(
+            &tree,
+            std::fs::File::create(&archive).unwrap(),
+            &CpioOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(n, std::fs::metadata(&archive).unwrap().len());
+        assert_eq!(n % 4, 0);
+        let out = tmp.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        run(Command::new("cpio")
+            .args(["-idm", "--no-absolute-filenames", "--quiet", "-F"])
+            .arg(&archive)
+            .current_dir(&out));
+        let md = |p: &str| std::fs::symlink_metadata(out.join(p)).unwrap();
+        assert_eq!(
+            std::fs::read(out.join("bin/su")).unwrap(),
+            b"#!/bin/sh\necho su\n"
+        );
+        assert_eq!(md("bin/su").permissions().mode() & 0o7777, 0o4755);
+        assert_eq!(std::fs::read(out.join("etc/a")).unwrap(), b"shared data");
+        assert_eq!(
+            std::fs::read(out.join("home/user/b")).unwrap(),
+            b"shared data"
+        );
+        assert_eq!(
+            md("etc/a").ino(),
+            md("home/user/b").ino(),
+            "hardlink shares an inode"
+        );
+        assert_eq!(
+            (md("etc/a").uid(), md("etc/a").gid(), md("etc/a").nlink()),
+            (1000, 1000, 2)
+        );
+        assert_eq!(md("etc/empty").len(), 0);
+        assert_eq!(
+            std::fs::read_link(out.join("sbin")).unwrap(),
+            Path::new("bin")
+        );
+        assert!(md("dev/null").file_type().is_char_device());
+        assert_eq!(md("dev/null").rdev(), 0x103);
+        assert!(md("dev/sda").file_type().is_block_device());
+        assert!(md("run/fifo").file_type().is_fifo());
+        assert_eq!(md("bin/su").mtime(), 1_700_000_000);
+        let long = format!("usr/share/{}/{}", "d".repeat(80), "f".repeat(90));
+        assert_eq!(std::fs::read(out.join(long)).unwrap(), b"long");
+    }
+
+    #[test]
+    fn listing_and_determinism() {
+        let tree = sample_tree();
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        write_newc(&tree, &mut a, &CpioOptions::default()).unwrap();
+        write_newc(&tree.clone(), &mut b, &CpioOptions::default()).unwrap();
+        assert_eq!(a, b);
+        assert!(a.starts_with(b"070701"));
+        let tmp = tempfile::tempdir().unwrap();
+        let archive = tmp.path().join("a.cpio");
+        std::fs::write(&archive, &a).unwrap();
+        let list = run(Command::new("cpio")
+            .args(["-itv", "--quiet", "--numeric-uid-gid", "-F"])
+            .arg(&archive));
+        let lines: Vec<&str> = list.lines().collect();
+        assert!(
+            lines[0].starts_with("drwxr-xr-x") && lines[0].ends_with(" ."),
+            "{}",
+            lines[0]
+        );
+        assert!(lines[1].ends_with(" bin"));
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("-rwsr-xr-x") && l.ends_with(" bin/su")),
+            "{list}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("crw-rw-rw-")
+                && l.contains("1,")
+                && l.ends_with("dev/null"))
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("lrwxrwxrwx") && l.ends_with("sbin -> bin"))
+        );
+        assert_eq!(lines.len(), tree.file_count() + 1);
+    }
+
+    /// (name, ino, nlink, filesize) of every entry, parsed independently.
+    fn parse(a: &[u8]) -> Vec<(String, u32, u32, u32)> {
+        let mut out = Vec::new();
+        let mut pos = 0;
+        loop {
+            let h = &a[pos..pos + HEADER_LEN];
+            assert_eq!(&h[..6], MAGIC);
+            let field = |i: usize| {
+                u32::from_str_radix(std::str::from_utf8(&h[6 + 8 * i..14 + 8 * i]).unwrap(), 16)
+                    .unwrap()
+            };
+            let (namesize, filesize) = (field(11) as usize, field(6));
+            let name =
+                String::from_utf8(a[pos + HEADER_LEN..pos + HEADER_LEN + namesize - 1].to_vec())
+                    .unwrap();
+            pos = (pos + HEADER_LEN + namesize).next_multiple_of(4);
+            pos = (pos + filesize as usize).next_multiple_of(4);
+            if name == TRAILER {
+                assert_eq!(pos, a.len());
+                return out;
+            }
+            out.push((name, field(0), field(4), filesize));
+        }
+    }
+
+    #[test]
+    fn hardlink_data_rides_on_the_first_name() {
+        let mut a = Vec::new();
+        write_newc(&sample_tree(), &mut a, &CpioOptions { skip_root: true }).unwrap();
+        let entries = parse(&a);
+        assert_eq!(entries[0].0, "bin", "no root entry with skip_root");
+        let get = |n: &str| entries.iter().find(|e| e.0 == n).unwrap().clone();
+        let (first, second) = (get("etc/a"), get("home/user/b"));
+        assert_eq!((first.2, first.3), (2, 11));
+        assert_eq!((second.1, second.2, second.3), (first.1, 2, 0));
+        let mut inos: Vec<u32> = entries.iter().map(|e| e.1).collect();
+        inos.sort();
+        inos.dedup();
+        assert_eq!(
+            inos.len(),
+            entries.len() - 1,
+            "only the hardlink shares an ino"
+        );
+        assert_eq!(get("bin").2, 2);
+        assert_eq!(get("usr").2, 4, "usr has bin and share");
+    }
+
+    #[test]
+    fn oversize_mtime_is_an_error() {
+        let mut tree = sample_tree();
+        tree.set_mtime_all(-1);
+        let err = write_newc(&tree, std::io::sink(), &CpioOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("mtime -1"), "{err}");
+    }
+}

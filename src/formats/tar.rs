@@ -200,3 +200,87 @@ fn write_pax<W: Write>(
     h.set_cksum();
     builder.append(&h, data.as_slice())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    use super::*;
+    use crate::tree::testutil::{run, sample_tree, summary};
+
+    fn tar_file(tree: &FsTree, dir: &Path) -> PathBuf {
+        let path = dir.join("t.tar");
+        let n = write_tar(
+            tree,
+            std::fs::File::create(&path).unwrap(),
+            &TarOptions::default(),
+        )
+        .unwrap();
+        assert_eq!(n, std::fs::metadata(&path).unwrap().len());
+        assert_eq!(n % 512, 0);
+        path
+    }
+
+    #[test]
+    fn round_trips_through_apply_layer() {
+        let tree = sample_tree();
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tar_file(&tree, tmp.path());
+        let mut back = FsTree::new();
+        back.apply_layer(std::fs::File::open(&path).unwrap(), Arc::new(path.clone()))
+            .unwrap();
+        assert_eq!(summary(&back), summary(&tree));
+    }
+
+    #[test]
+    fn gnu_tar_lists_numeric_sorted_entries() {
+        let tree = sample_tree();
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tar_file(&tree, tmp.path());
+        let list = run(Command::new("tar")
+            .args(["--numeric-owner", "-tvf"])
+            .arg(&path));
+        let lines: Vec<&str> = list.lines().collect();
+        assert!(
+            lines[0].starts_with("drwxr-xr-x 0/0") && lines[0].ends_with(" ./"),
+            "{list}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("-rwsr-xr-x 0/0") && l.ends_with(" bin/su")),
+            "{list}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("hrw-r--r-- 1000/1000")
+                && l.ends_with("home/user/b link to etc/a"))
+        );
+        assert!(lines.iter().any(|l| l.starts_with("crw-rw-rw- 0/0")
+            && l.contains("1,3")
+            && l.ends_with("dev/null")));
+        assert!(
+            lines.iter().any(|l| l.ends_with(&"f".repeat(90))),
+            "long name via PAX: {list}"
+        );
+        assert!(lines.iter().all(|l| l.contains("2023-11-14")), "{list}");
+        assert_eq!(lines.len(), tree.file_count() + 1);
+        let xattrs = run(Command::new("tar")
+            .args(["--xattrs", "--xattrs-include=*", "-xvf"])
+            .arg(&path)
+            .current_dir(tmp.path()));
+        assert!(xattrs.contains("usr/bin/ping"));
+    }
+
+    #[test]
+    fn deterministic_and_refuses_negative_mtime() {
+        let tree = sample_tree();
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        write_tar(&tree, &mut a, &TarOptions::default()).unwrap();
+        write_tar(&tree.clone(), &mut b, &TarOptions::default()).unwrap();
+        assert_eq!(a, b);
+        let mut neg = tree;
+        neg.set_mtime_all(-5);
+        let err = write_tar(&neg, std::io::sink(), &TarOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("negative mtime -5"), "{err}");
+    }
+}
