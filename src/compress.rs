@@ -285,3 +285,130 @@ impl<W: Write> FinishWrite<W> for ParGzip<W> {
         Ok(me.out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    use super::*;
+
+    /// Compressible but not trivial data: pseudo-random words.
+    fn sample(len: usize) -> Vec<u8> {
+        let words: [&[u8]; 8] = [
+            b"alpha ",
+            b"beta ",
+            b"gamma\n",
+            b"delta ",
+            b"kernel ",
+            b"initrd ",
+            b"\x00\x01",
+            b"zz ",
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(words[(x % 8) as usize]);
+            if x.is_multiple_of(5) {
+                out.push((x >> 32) as u8);
+            }
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn compress(c: Compression, data: &[u8], threads: usize) -> Vec<u8> {
+        let mut w = writer_with_threads(c, Vec::new(), threads).unwrap();
+        // Odd write sizes cross block boundaries.
+        for chunk in data.chunks(77_777) {
+            w.write_all(chunk).unwrap();
+        }
+        w.finish().unwrap()
+    }
+
+    fn decompress(tool: &str, data: &[u8]) -> Vec<u8> {
+        let mut child = Command::new(tool)
+            .arg("-dc")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        let input = data.to_vec();
+        let feeder = std::thread::spawn(move || stdin.write_all(&input));
+        let out = child.wait_with_output().unwrap();
+        feeder.join().unwrap().unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} -dc: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    #[test]
+    fn gzip_round_trips_and_ignores_thread_count() {
+        let data = sample(3 * GZIP_BLOCK + 12_345);
+        let one = compress(Compression::Gzip { level: 6 }, &data, 1);
+        assert_eq!(&one[..4], &[0x1f, 0x8b, 8, 0]);
+        assert_eq!(decompress("gzip", &one), data);
+        assert_eq!(compress(Compression::Gzip { level: 6 }, &data, 2), one);
+        assert_eq!(compress(Compression::Gzip { level: 6 }, &data, 3), one);
+        let mut single = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        single.write_all(&data).unwrap();
+        let single = single.finish().unwrap();
+        assert!(
+            one.len() < single.len() * 101 / 100,
+            "{} vs single-stream {}",
+            one.len(),
+            single.len()
+        );
+        let mut t = Command::new("gzip")
+            .args(["-t"])
+            .stdin(Stdio::piped())
+            .spawn()
+            .unwrap();
+        t.stdin.take().unwrap().write_all(&one).unwrap();
+        assert!(t.wait().unwrap().success());
+    }
+
+    #[test]
+    fn gzip_edge_sizes() {
+        for len in [
+            0,
+            1,
+            GZIP_BLOCK - 1,
+            GZIP_BLOCK,
+            GZIP_BLOCK + 1,
+            2 * GZIP_BLOCK,
+        ] {
+            let data = sample(len);
+            let z = compress(Compression::Gzip { level: 9 }, &data, 2);
+            assert_eq!(decompress("gzip", &z), data, "length {len}");
+        }
+        let z = compress(Compression::Gzip { level: 0 }, b"stored", 1);
+        assert_eq!(decompress("gzip", &z), b"stored");
+    }
+
+    #[test]
+    fn zstd_round_trips_and_ignores_worker_count() {
+        // Several zstd jobs at level 1 (job size grows with the window).
+        let data = sample(9 << 20);
+        let one = compress(Compression::Zstd { level: 1 }, &data, 1);
+        assert_eq!(decompress("zstd", &one), data);
+        assert_eq!(compress(Compression::Zstd { level: 1 }, &data, 2), one);
+        assert_eq!(
+            decompress("zstd", &compress(Compression::Zstd { level: 3 }, &[], 2)),
+            b""
+        );
+    }
+
+    #[test]
+    fn none_passes_through() {
+        assert_eq!(compress(Compression::None, b"abc", 4), b"abc");
+    }
+}
