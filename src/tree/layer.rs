@@ -20,7 +20,8 @@
 //! unknown entry types. Global PAX headers are ignored.
 
 use std::collections::HashSet;
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -29,8 +30,10 @@ use tar::EntryType;
 
 use super::{Content, Dir, FsTree, LeafKind, Meta, Node, TreeError, split_path};
 
-const WHITEOUT_PREFIX: &str = ".wh.";
-const OPAQUE_MARKER: &str = ".wh..wh..opq";
+const WHITEOUT_PREFIX: &[u8] = b".wh.";
+const OPAQUE_MARKER: &[u8] = b".wh..wh..opq";
+/// aufs bookkeeping names (`.wh..wh.plnk`, `.wh..wh.aufs`): not whiteouts.
+const AUFS_META_PREFIX: &[u8] = b".wh..wh.";
 const XATTR_PREFIX: &str = "SCHILY.xattr.";
 
 /// What one layer did so far, for order-independent whiteout handling.
@@ -95,8 +98,7 @@ impl FsTree {
             return Ok(());
         }
         split_path(path).map_err(|e| layer_err(path, e.to_string()))?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-        if let Some(name) = name.as_deref()
+        if let Some(name) = path.file_name().map(OsStrExt::as_bytes)
             && name.starts_with(WHITEOUT_PREFIX)
         {
             return self.apply_whiteout(path, name, state);
@@ -187,7 +189,7 @@ impl FsTree {
     fn apply_whiteout(
         &mut self,
         path: &Path,
-        name: &str,
+        name: &[u8],
         state: &mut LayerState,
     ) -> Result<(), TreeError> {
         let parent = path.parent().unwrap_or(Path::new(""));
@@ -198,15 +200,15 @@ impl FsTree {
             state.opaque.push(dir);
             return Ok(());
         }
-        if name.starts_with(".wh..wh.") {
+        if name.starts_with(AUFS_META_PREFIX) {
             return Ok(());
         }
         let hidden = &name[WHITEOUT_PREFIX.len()..];
-        if hidden.is_empty() || hidden == "." || hidden == ".." {
+        if hidden.is_empty() || hidden == b"." || hidden == b".." {
             return Err(layer_err(path, "whiteout names no file"));
         }
         let mut target = dir;
-        target.push(OsString::from(hidden));
+        target.push(OsStr::from_bytes(hidden).to_os_string());
         if !state.added.contains(&target)
             && let Some((last, parents)) = target.split_last()
             && let Some(d) = self.dir_mut(parents)

@@ -582,6 +582,14 @@ impl<'a> WalkNode<'a> {
         }
     }
 
+    /// The node, unless this is the root (which is a bare [`Dir`]).
+    pub fn node(&self) -> Option<&'a Node> {
+        match self {
+            WalkNode::Root(_) => None,
+            WalkNode::Node(n) => Some(n),
+        }
+    }
+
     /// The directory, if this is one (the root always is).
     pub fn as_dir(&self) -> Option<&'a Dir> {
         match self {
