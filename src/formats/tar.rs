@@ -269,6 +269,10 @@ mod tests {
             .arg(&path)
             .current_dir(tmp.path()));
         assert!(xattrs.contains("usr/bin/ping"));
+        let verbose = run(Command::new("tar")
+            .args(["--xattrs", "--xattrs-include=*", "-tvvf"])
+            .arg(&path));
+        assert!(verbose.contains("x: 8 security.capability"), "{verbose}");
     }
 
     #[test]

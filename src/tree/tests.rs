@@ -338,3 +338,61 @@ fn host_dir_with_hardlinks_and_manifest() {
     let err = FsTree::from_host_dir(d, Some("nod /x 0600 0 0 q 1 1"), 0).unwrap_err();
     assert!(err.to_string().contains("manifest:1: device type"), "{err}");
 }
+
+#[test]
+fn layer_written_by_gnu_tar_pax() {
+    let tmp = tempfile::tempdir().unwrap();
+    let r = tmp.path().join("r");
+    let long = format!("opt/{}", "L".repeat(150));
+    std::fs::create_dir_all(r.join("opt")).unwrap();
+    std::fs::write(r.join(&long), b"long").unwrap();
+    std::fs::hard_link(r.join(&long), r.join("opt/short")).unwrap();
+    run(std::process::Command::new("mknod")
+        .arg(r.join("null"))
+        .args(["c", "1", "3"]));
+    run(std::process::Command::new("mkfifo").arg(r.join("fifo")));
+    run(std::process::Command::new("chmod")
+        .arg("2711")
+        .arg(r.join("opt/short")));
+    let set = "import os,sys; os.setxattr(sys.argv[1], 'trusted.smelt', b'v\\x00\\xff')";
+    run(std::process::Command::new("python3")
+        .args(["-c", set])
+        .arg(r.join("opt/short")));
+    let layer = tmp.path().join("l.tar");
+    run(std::process::Command::new("tar")
+        .args([
+            "--xattrs",
+            "--xattrs-include=*",
+            "--format=pax",
+            "--owner=7",
+            "--group=8",
+        ])
+        .args(["--mtime=@1600000000.75", "-C"])
+        .arg(&r)
+        .arg("-cf")
+        .arg(&layer)
+        .arg("."));
+    let mut t = FsTree::new();
+    apply(&mut t, &layer).unwrap();
+    let Some(Node::Leaf(a)) = t.lookup(p(&long)) else {
+        panic!("long name missing")
+    };
+    let Some(Node::Leaf(b)) = t.lookup(p("opt/short")) else {
+        panic!()
+    };
+    assert!(Arc::ptr_eq(a, b));
+    assert_eq!(read(&t, "opt/short"), b"long");
+    assert_eq!(
+        (a.meta.mode, a.meta.uid, a.meta.gid, a.meta.mtime),
+        (0o2711, 7, 8, 1_600_000_000)
+    );
+    assert_eq!(
+        a.meta.xattrs.get("trusted.smelt").map(Vec::as_slice),
+        Some(&b"v\x00\xff"[..])
+    );
+    let Some(Node::Leaf(null)) = t.lookup(p("null")) else {
+        panic!()
+    };
+    assert_eq!(null.kind, LeafKind::CharDev { major: 1, minor: 3 });
+    assert!(matches!(t.lookup(p("fifo")), Some(Node::Leaf(i)) if i.kind == LeafKind::Fifo));
+}
