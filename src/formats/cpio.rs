@@ -45,7 +45,7 @@ const S_IFDIR: u32 = 0o040000;
 const S_IFCHR: u32 = 0o020000;
 const S_IFIFO: u32 = 0o010000;
 
-/// Options for [`write_newc`]; none yet beyond the defaults.
+/// Options for [`write_newc`].
 #[derive(Clone, Debug, Default)]
 pub struct CpioOptions {
     /// Omit the `.` entry for the root directory.

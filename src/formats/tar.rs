@@ -30,7 +30,7 @@ const NAME_FIELD: usize = 100;
 /// without the `%p` pid, for reproducibility).
 const PAX_NAME: &[u8] = b"././@PaxHeader";
 
-/// Options for [`write_tar`]; none yet.
+/// Options for [`write_tar`].
 #[derive(Clone, Debug, Default)]
 pub struct TarOptions {
     /// Omit the `./` entry for the root directory.

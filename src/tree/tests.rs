@@ -396,3 +396,41 @@ fn layer_written_by_gnu_tar_pax() {
     assert_eq!(null.kind, LeafKind::CharDev { major: 1, minor: 3 });
     assert!(matches!(t.lookup(p("fifo")), Some(Node::Leaf(i)) if i.kind == LeafKind::Fifo));
 }
+
+#[test]
+fn corrupted_layers_error_without_panicking() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = layer(
+        &tmp,
+        "good.tar",
+        &[
+            E::Dir("etc", 0o755),
+            E::File("etc/passwd", b"root:x:0:0"),
+            E::Sym("lib", "usr/lib"),
+            E::Hard("etc/passwd2", "etc/passwd"),
+            E::File(&"n/".repeat(80), b"long"),
+        ],
+    );
+    let bytes = std::fs::read(&good).unwrap();
+    let bad = tmp.path().join("bad.tar");
+    let mut errors = 0;
+    for i in (0..bytes.len().min(4096)).step_by(7) {
+        let mut b = bytes.clone();
+        b[i] ^= 0x5a;
+        std::fs::write(&bad, &b).unwrap();
+        errors += usize::from(apply(&mut FsTree::new(), &bad).is_err());
+    }
+    assert!(errors > 0, "some flips must be detected (header checksums)");
+}
+
+#[test]
+fn many_entries_apply_quickly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..5000).map(|i| format!("d{}/f{i}", i % 50)).collect();
+    let entries: Vec<E> = names.iter().map(|n| E::File(n, b"x")).collect();
+    let l = layer(&tmp, "many.tar", &entries);
+    let mut t = FsTree::new();
+    apply(&mut t, &l).unwrap();
+    assert_eq!(t.file_count(), 5050);
+    assert_eq!(t.total_size(), 5000);
+}
