@@ -28,7 +28,9 @@ impl Digest {
     }
 
     fn from_hasher(h: Sha256) -> Digest {
-        Digest { hex: to_hex(&h.finalize()) }
+        Digest {
+            hex: to_hex(&h.finalize()),
+        }
     }
 
     /// The 64 hex digits, without the algorithm prefix.

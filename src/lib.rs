@@ -5,7 +5,14 @@
 
 pub mod artifacts;
 pub mod assemble;
+pub mod build;
+pub mod compress;
 pub mod digest;
+pub mod formats;
+pub mod image;
+pub mod lock;
 pub mod oci;
+pub mod progress;
 pub mod run;
 pub mod spec;
+pub mod tree;
