@@ -4,7 +4,6 @@
 
 TARGET      := x86_64-unknown-linux-gnu
 SMELT       := target/$(TARGET)/release/smelt
-export SOURCE_DATE_EPOCH ?= 1700000000
 IMAGES      := kernel busybox
 
 .PHONY: image deps build images examples test lint bench clean-out

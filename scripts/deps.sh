@@ -8,7 +8,7 @@ pkgs=(
     # tests: real registry, real firmware, independent format readers
     docker-registry qemu-system-x86 ovmf cpio busybox-static
     # benchmarks
-    time
+    time bc
 )
 missing=()
 for p in "${pkgs[@]}"; do

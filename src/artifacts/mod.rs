@@ -1,3 +1,7 @@
-//! Artifacts composed from formats: kernel+initrd, tar; written atomically.
+//! Artifacts composed from formats: kernel+initrd, tar; the manifest; and
+//! the atomic output set every artifact is written through.
 
+pub mod initrd;
+pub mod manifest;
 pub mod output;
+pub mod tarball;

@@ -125,6 +125,11 @@ impl OutputSet {
         Ok(())
     }
 
+    /// The finished, not yet committed artifacts, in the order finished.
+    pub fn pending(&self) -> impl Iterator<Item = &OutputFile> {
+        self.pending.iter()
+    }
+
     /// Give every finished artifact its name. On error, artifacts not yet
     /// renamed are discarded and no temporary name is left behind.
     pub fn commit(self) -> io::Result<Vec<Written>> {
@@ -137,13 +142,14 @@ impl OutputSet {
                 use std::os::fd::AsRawFd;
                 out.file_ref().as_fd().as_raw_fd()
             });
-            rustix::fs::linkat(CWD, &fd_path, CWD, &tmp_path, AtFlags::SYMLINK_FOLLOW)
-                .map_err(|e| {
+            rustix::fs::linkat(CWD, &fd_path, CWD, &tmp_path, AtFlags::SYMLINK_FOLLOW).map_err(
+                |e| {
                     io::Error::new(
                         io::Error::from(e).kind(),
                         format!("naming {}: {e}", tmp_path.display()),
                     )
-                })?;
+                },
+            )?;
             if let Err(e) = std::fs::rename(&tmp_path, &final_path) {
                 let _ = std::fs::remove_file(&tmp_path);
                 return Err(io::Error::new(

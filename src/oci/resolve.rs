@@ -76,7 +76,9 @@ impl std::str::FromStr for PullPolicy {
             "missing" => Ok(PullPolicy::Missing),
             "always" => Ok(PullPolicy::Always),
             "never" => Ok(PullPolicy::Never),
-            other => Err(format!("unknown pull policy {other:?} (missing, always, never)")),
+            other => Err(format!(
+                "unknown pull policy {other:?} (missing, always, never)"
+            )),
         }
     }
 }

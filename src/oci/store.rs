@@ -73,7 +73,7 @@ pub struct Store {
 }
 
 /// One tagged entry of the store's `index.json`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct StoreEntry {
     /// Full reference as recorded in the [`REF_NAME`] annotation.
     pub reference: String,

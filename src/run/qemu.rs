@@ -161,9 +161,7 @@ impl BootConfig {
         if let Some(t) = out_thread {
             let _ = t.join();
         }
-        let stderr = err_thread
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default();
+        let stderr = err_thread.and_then(|t| t.join().ok()).unwrap_or_default();
         let console = console.lock().map(|c| c.clone()).unwrap_or_default();
         Ok(BootResult {
             outcome,
@@ -229,7 +227,10 @@ mod tests {
         };
         let a = cfg.args().join(" ");
         assert!(a.contains("accel=tcg"), "{a}");
-        assert!(a.contains("-kernel /k -initrd /i -append console=ttyS0"), "{a}");
+        assert!(
+            a.contains("-kernel /k -initrd /i -append console=ttyS0"),
+            "{a}"
+        );
         assert!(a.contains("-no-reboot"));
     }
 

@@ -103,6 +103,8 @@ pub struct Spec {
     pub volumes: Vec<Volume>,
     /// smelt's `initrd:`; `None` when no file set it (see [`Spec::initrd_options`]).
     pub initrd: Option<InitrdOptions>,
+    /// The text of every spec file, in merge order (for `metadata: yaml`).
+    pub sources: Vec<String>,
 }
 
 /// The document as written; converted to [`Spec`] after validation.
@@ -151,6 +153,23 @@ impl Spec {
         if other.initrd.is_some() {
             self.initrd = other.initrd;
         }
+        self.sources.extend(other.sources);
+    }
+
+    /// The spec as YAML, for `files: - metadata: yaml`: the spec files as
+    /// written, one YAML document each.
+    pub fn to_yaml(&self) -> String {
+        let mut out = String::new();
+        for (i, text) in self.sources.iter().enumerate() {
+            if i > 0 {
+                out.push_str("---\n");
+            }
+            out.push_str(text);
+            if !text.ends_with('\n') {
+                out.push('\n');
+            }
+        }
+        out
     }
 
     /// The initrd options in effect (defaults when unset).
@@ -208,6 +227,7 @@ pub fn parse_str(file_name: &str, text: &str) -> Result<Spec, SpecError> {
         files: spanned_with_origin(&file, raw.files, |f, o| f.origin = o),
         volumes: spanned_with_origin(&file, raw.volumes, |v, o| v.origin = o),
         initrd: None,
+        sources: vec![text.to_string()],
     };
     set_file(&mut spec, &file);
     let mut diags = Vec::new();

@@ -43,6 +43,9 @@ struct LayerState {
     added: HashSet<Vec<OsString>>,
     /// Resolved directories this layer marked opaque.
     opaque: Vec<Vec<OsString>>,
+    /// Where the tar starts inside `source` (non-zero for a tar nested in
+    /// another, like a kernel image's `kernel.tar`).
+    base_offset: u64,
 }
 
 fn layer_err(entry: &Path, message: impl Into<String>) -> TreeError {
@@ -58,8 +61,22 @@ impl FsTree {
     /// uncompressed tar file that `tar` reads from its start: file contents
     /// are recorded as ranges of it, not copied.
     pub fn apply_layer(&mut self, tar: impl Read, source: Arc<PathBuf>) -> Result<(), TreeError> {
+        self.apply_layer_at(tar, source, 0)
+    }
+
+    /// Like [`apply_layer`](Self::apply_layer) for a tar that starts at byte
+    /// `base_offset` of `source` (a tarball stored as a file inside a layer).
+    pub fn apply_layer_at(
+        &mut self,
+        tar: impl Read,
+        source: Arc<PathBuf>,
+        base_offset: u64,
+    ) -> Result<(), TreeError> {
         let mut archive = tar::Archive::new(tar);
-        let mut state = LayerState::default();
+        let mut state = LayerState {
+            base_offset,
+            ..LayerState::default()
+        };
         for entry in archive.entries().map_err(TreeError::LayerIo)? {
             let mut entry = entry.map_err(TreeError::LayerIo)?;
             let path = entry
@@ -113,7 +130,7 @@ impl FsTree {
                 meta,
                 Content::Slice {
                     file: Arc::clone(source),
-                    offset: entry.raw_file_position(),
+                    offset: state.base_offset + entry.raw_file_position(),
                     len: entry.size(),
                 },
             ),

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Benchmark: `smelt build -f kernel+initrd` against the classic pipeline
+# `find | cpio -o -H newc | gzip` and against plain `gzip` of the same cpio
+# bytes, at the same gzip level, on the same tree; plus smelt's peak RSS.
+#
+# Roots are real files copied from this machine's /usr (a few hundred MB,
+# and a 1 GiB one for the memory target), packed into a one-layer image in
+# a scratch store. Timings are wall-clock medians of 3 runs with a warm
+# store (layers already decompressed), so they compare the build itself.
+# Prints ratios; asserts nothing (machines are shared and noisy).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SMELT=${SMELT:-$PWD/target/x86_64-unknown-linux-gnu/release/smelt}
+LEVEL=${LEVEL:-6}
+work=$(mktemp -d /var/tmp/smelt-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+export SMELT_STORE=$work/store
+
+# make_root DIR MIB: copy files from /usr in a fixed order until MIB is reached.
+make_root() {
+    local dir=$1 limit=$(( $2 * 1024 * 1024 )) total=0
+    mkdir -p "$dir"
+    while IFS= read -r -d '' f; do
+        sz=$(stat -c %s "$f")
+        total=$(( total + sz ))
+        [ "$total" -gt "$limit" ] && break
+        mkdir -p "$dir/$(dirname "$f")"
+        cp -P "$f" "$dir/$f"
+    done < <(cd / && find usr/lib usr/share usr/bin -xdev \( -type f -o -type l \) -print0 | sort -z)
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# time_cmd CMD...: wall seconds of one run.
+time_cmd() {
+    local t0 t1
+    t0=$(date +%s.%N); "$@" >/dev/null 2>&1; t1=$(date +%s.%N)
+    echo "$t1 - $t0" | bc -l
+}
+
+run_case() {
+    local mib=$1
+    local root=$work/root-$mib
+    make_root "$root" "$mib"
+    local bytes files
+    bytes=$(du -sb "$root" | cut -f1)
+    files=$(find "$root" | wc -l)
+    "$SMELT" -q image pack "$root" --tag bench/root-$mib:latest >/dev/null
+    mkdir -p "$work/k" && head -c 1048576 /dev/zero > "$work/k/kernel"
+    "$SMELT" -q image pack "$work/k" --tag bench/kernel:latest >/dev/null
+    cat > "$work/bench-$mib.yml" <<YML
+kernel:
+  image: bench/kernel:latest
+  tar: none
+init:
+  - bench/root-$mib:latest
+initrd:
+  compression: gzip
+  level: $LEVEL
+YML
+    # Warm the store (layer decompression happens once per store).
+    "$SMELT" -q build --pull never -o "$work/out" "$work/bench-$mib.yml"
+    local s p g rss
+    s=$(for i in 1 2 3; do time_cmd "$SMELT" -q build --pull never -o "$work/out" "$work/bench-$mib.yml"; done | median)
+    p=$(for i in 1 2 3; do time_cmd bash -c "cd '$root' && find . | cpio -o -H newc --quiet | gzip -$LEVEL > '$work/pipe.gz'"; done | median)
+    (cd "$root" && find . | cpio -o -H newc --quiet > "$work/plain.cpio")
+    g=$(for i in 1 2 3; do time_cmd bash -c "gzip -$LEVEL < '$work/plain.cpio' > '$work/plain.gz'"; done | median)
+    rss=$( { /usr/bin/time -f '%M' "$SMELT" -q build --pull never -o "$work/out" "$work/bench-$mib.yml" >/dev/null; } 2>&1 | tail -n1)
+    printf '%-5s MiB root, %6d files: smelt %6.2fs | find|cpio|gzip %6.2fs (ratio %.2f, target < 1) | gzip alone %6.2fs (ratio %.2f, target <= 1.25) | smelt peak RSS %d MiB\n' \
+        "$(( bytes / 1048576 ))" "$files" "$s" "$p" "$(echo "$s / $p" | bc -l)" "$g" "$(echo "$s / $g" | bc -l)" "$(( rss / 1024 ))"
+    printf '      sizes: smelt initrd %d bytes, pipeline %d bytes\n' \
+        "$(stat -c %s "$work/out/bench-$mib-initrd.img")" "$(stat -c %s "$work/pipe.gz")"
+    rm -rf "$root" "$work/plain.cpio" "$work/plain.gz" "$work/pipe.gz"
+}
+
+echo "smelt bench: gzip level $LEVEL, $(nproc) cores"
+run_case "${BENCH_MIB:-300}"
+run_case 1024

@@ -1,0 +1,169 @@
+//! `smelt build` as a library call: spec files → pinned images → root tree →
+//! artifacts + manifest, all committed atomically at the end.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use anyhow::{Context, bail};
+
+use crate::artifacts::manifest::{self, Manifest};
+use crate::artifacts::output::{OutputSet, Written};
+use crate::assemble;
+use crate::lock::LockFile;
+use crate::oci::{PullPolicy, RegistryClient, RegistryOptions, Resolver, Store};
+
+/// An artifact format `smelt build -f` accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+pub enum Format {
+    /// `NAME-kernel`, `NAME-initrd.img`, `NAME-cmdline`.
+    #[serde(rename = "kernel+initrd")]
+    KernelInitrd,
+    /// `NAME.tar`: the root tree, kernel at `boot/kernel`.
+    #[serde(rename = "tar")]
+    Tar,
+}
+
+impl FromStr for Format {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Format> {
+        match s {
+            "kernel+initrd" => Ok(Format::KernelInitrd),
+            "tar" => Ok(Format::Tar),
+            other => bail!("unknown output format {other:?} (supported: kernel+initrd, tar)"),
+        }
+    }
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::KernelInitrd => "kernel+initrd",
+            Format::Tar => "tar",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BuildOptions {
+    pub specs: Vec<PathBuf>,
+    pub formats: Vec<Format>,
+    pub out_dir: PathBuf,
+    pub name: Option<String>,
+    pub store: PathBuf,
+    pub pull: PullPolicy,
+    /// `(registry, base URL)` pairs, see [`parse_mirrors`].
+    pub mirrors: Vec<(String, String)>,
+    pub locked: bool,
+    pub progress: bool,
+}
+
+/// What a build wrote, also printed by `--json`.
+#[derive(Debug, serde::Serialize)]
+pub struct BuildSummary {
+    pub name: String,
+    pub outputs: Vec<Written>,
+    pub manifest: Manifest,
+}
+
+/// The timestamp every artifact carries: `SOURCE_DATE_EPOCH`, else 0.
+pub fn source_date_epoch() -> anyhow::Result<i64> {
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(s) if !s.trim().is_empty() => s
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|v| *v >= 0)
+            .with_context(|| format!("SOURCE_DATE_EPOCH={s:?} is not a non-negative integer")),
+        _ => Ok(0),
+    }
+}
+
+pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildSummary> {
+    let first = opts.specs.first().context("no spec file given")?;
+    let name = match &opts.name {
+        Some(n) => n.clone(),
+        None => default_name(first)?,
+    };
+    let epoch = source_date_epoch()?;
+    let spec = crate::spec::load(&opts.specs).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let store = Store::open(&opts.store)
+        .with_context(|| format!("opening image store {}", opts.store.display()))?;
+    let client = registry_client(&opts.mirrors)?;
+    let reporter = crate::progress::Reporter::new(opts.progress);
+    let mut resolver = Resolver::new(&store, &client, opts.pull);
+    resolver.progress = &reporter;
+    let lock_path = first.with_file_name(format!("{name}.lock"));
+    let lock = LockFile::read(&lock_path)?;
+
+    let root = assemble::assemble(&spec, &resolver, epoch)?;
+    let pins: BTreeMap<String, String> = root
+        .images
+        .iter()
+        .map(|i| (i.reference.to_string(), i.digest.to_string()))
+        .collect();
+    if opts.locked {
+        lock.check(&lock_path, &pins)?;
+    }
+
+    let mut outputs = OutputSet::new(&opts.out_dir)
+        .with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
+    let mut formats = opts.formats.clone();
+    formats.sort();
+    formats.dedup();
+    for f in &formats {
+        match f {
+            Format::KernelInitrd => crate::artifacts::initrd::write_kernel_initrd(
+                &mut outputs,
+                &name,
+                &root,
+                &spec.initrd_options(),
+            )?,
+            Format::Tar => crate::artifacts::tarball::write_tar(&mut outputs, &name, &root)?,
+        }
+    }
+    let manifest = manifest::build(&name, epoch, &formats, &root, &outputs)?;
+    manifest::write(&mut outputs, &name, &manifest)?;
+    let written = outputs
+        .commit()
+        .with_context(|| format!("committing artifacts in {}", opts.out_dir.display()))?;
+    if !opts.locked {
+        LockFile::from_pins(pins).write(&lock_path)?;
+    }
+    Ok(BuildSummary {
+        name,
+        outputs: written,
+        manifest,
+    })
+}
+
+/// Parse `--mirror REGISTRY=URL` arguments.
+pub fn parse_mirrors(specs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    specs
+        .iter()
+        .map(|m| {
+            RegistryOptions::parse_mirror(m).with_context(|| {
+                format!("invalid --mirror {m:?}: expected REGISTRY=http(s)://HOST[:PORT]")
+            })
+        })
+        .collect()
+}
+
+/// A registry client with Docker's credentials and the given mirrors.
+pub fn registry_client(mirrors: &[(String, String)]) -> anyhow::Result<RegistryClient> {
+    let mut opts = RegistryOptions::from_env().context("reading Docker credentials")?;
+    opts.mirrors = mirrors.to_vec();
+    Ok(RegistryClient::new(&opts))
+}
+
+fn default_name(spec: &Path) -> anyhow::Result<String> {
+    spec.file_stem()
+        .and_then(|s| s.to_str())
+        .map(String::from)
+        .with_context(|| {
+            format!(
+                "cannot derive an artifact name from {}; use --name",
+                spec.display()
+            )
+        })
+}

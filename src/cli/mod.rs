@@ -1,0 +1,93 @@
+//! Subcommand definitions; each file is a thin adapter onto the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod build;
+mod image;
+mod validate;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "smelt",
+    version,
+    about = "Turn container images into immutable, bootable operating systems"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct GlobalArgs {
+    /// Local image store (an OCI image layout) [default: $XDG_CACHE_HOME/smelt]
+    #[arg(long, global = true, env = "SMELT_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// More log output (repeat for more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print a machine-readable JSON summary on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build artifacts from one or more spec files
+    Build(build::BuildArgs),
+    /// Check spec files without building (exit 0 valid, 1 invalid)
+    Validate(validate::ValidateArgs),
+    /// Manage images in the local store
+    #[command(subcommand)]
+    Image(image::ImageCommand),
+}
+
+pub fn init_logging(g: &GlobalArgs) {
+    let level = match (g.quiet, g.verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SMELT_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("smelt={level}")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .without_time()
+        .init();
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Build(a) => build::run(g, a),
+        Command::Validate(a) => validate::run(g, a),
+        Command::Image(c) => image::run(g, c),
+    }
+}
+
+/// The store named by `--store`/`SMELT_STORE`, or the default.
+pub fn store_root(g: &GlobalArgs) -> PathBuf {
+    g.store
+        .clone()
+        .unwrap_or_else(smelt::oci::Store::default_root)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}
