@@ -19,13 +19,7 @@ build:
 # Each recipe fills a directory; smelt packs it into a one-layer OCI image
 # in the local store, tagged with the package version and :latest.
 images: build
-	@set -e; for img in $(IMAGES); do \
-	    dir=$$(mktemp -d); \
-	    ver=$$(images/$$img/build.sh $$dir/root | tail -n1); \
-	    owners=""; [ -f images/$$img/owners ] && owners="--owners images/$$img/owners"; \
-	    $(SMELT) image pack $$dir/root --tag smelt/$$img:$$ver --tag smelt/$$img:latest $$owners; \
-	    rm -rf $$dir; \
-	done
+	scripts/images.sh $(SMELT) $(IMAGES)
 
 examples: build
 	$(SMELT) build -o out examples/minimal.yml

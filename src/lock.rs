@@ -97,6 +97,11 @@ impl LockFile {
         let mut tmp = tempfile::NamedTempFile::new_in(dir)
             .with_context(|| format!("writing lock file {}", path.display()))?;
         tmp.write_all(text.as_bytes())?;
+        // Lock files are meant to be committed and shared: world-readable.
+        std::fs::set_permissions(
+            tmp.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o644),
+        )?;
         tmp.persist(path)
             .with_context(|| format!("writing lock file {}", path.display()))?;
         Ok(())

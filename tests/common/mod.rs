@@ -101,3 +101,112 @@ pub fn dir_names(dir: &Path) -> Vec<String> {
     v.sort();
     v
 }
+
+/// Store a multi-layer image under `tag` in the store at `root`: `layers`
+/// are uncompressed tars (stored gzip-compressed), `config` the image
+/// config's `config` object (Env, Cmd, Labels, ...).
+pub fn store_image(root: &Path, tag: &str, layers: &[Vec<u8>], config: serde_json::Value) {
+    use smelt::digest::Digest;
+    use smelt::oci::manifest::{Descriptor, Manifest, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
+    use std::io::Write;
+    let store = smelt::oci::Store::open(root).unwrap();
+    let mut descs = Vec::new();
+    let mut diff_ids = Vec::new();
+    for tar in layers {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        gz.write_all(tar).unwrap();
+        let gz = gz.finish().unwrap();
+        let d = store.write_blob(&gz[..], None).unwrap();
+        descs.push(Descriptor::new(OCI_LAYER_GZIP, d, gz.len() as u64));
+        diff_ids.push(Digest::of(tar).to_string());
+    }
+    let cfg = serde_json::json!({
+        "architecture": "amd64", "os": "linux", "config": config,
+        "rootfs": { "type": "layers", "diff_ids": diff_ids },
+    });
+    let cfg = serde_json::to_vec(&cfg).unwrap();
+    let cd = store.write_blob(&cfg[..], None).unwrap();
+    let m = Manifest {
+        schema_version: 2,
+        media_type: Some(OCI_MANIFEST.to_string()),
+        config: Descriptor::new(OCI_CONFIG, cd, cfg.len() as u64),
+        layers: descs,
+        annotations: Default::default(),
+    };
+    let mb = serde_json::to_vec(&m).unwrap();
+    let md = store.write_blob(&mb[..], None).unwrap();
+    let r = smelt::oci::Reference::parse(tag).unwrap();
+    store.tag(&r, &md, OCI_MANIFEST).unwrap();
+}
+
+/// Builds an uncompressed layer tar entry by entry.
+pub struct LayerBuilder {
+    b: tar::Builder<Vec<u8>>,
+}
+
+impl Default for LayerBuilder {
+    fn default() -> Self {
+        LayerBuilder {
+            b: tar::Builder::new(Vec::new()),
+        }
+    }
+}
+
+impl LayerBuilder {
+    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(size);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h
+    }
+    pub fn dir(mut self, path: &str) -> Self {
+        let mut h = Self::header(tar::EntryType::Directory, 0o755, 0);
+        self.b.append_data(&mut h, path, std::io::empty()).unwrap();
+        self
+    }
+    pub fn file(mut self, path: &str, mode: u32, body: &[u8]) -> Self {
+        let mut h = Self::header(tar::EntryType::Regular, mode, body.len() as u64);
+        self.b.append_data(&mut h, path, body).unwrap();
+        self
+    }
+    pub fn owned_file(mut self, path: &str, uid: u64, gid: u64, body: &[u8]) -> Self {
+        let mut h = Self::header(tar::EntryType::Regular, 0o640, body.len() as u64);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        self.b.append_data(&mut h, path, body).unwrap();
+        self
+    }
+    pub fn hardlink(mut self, path: &str, target: &str) -> Self {
+        let mut h = Self::header(tar::EntryType::Link, 0o644, 0);
+        self.b.append_link(&mut h, path, target).unwrap();
+        self
+    }
+    pub fn symlink(mut self, path: &str, target: &str) -> Self {
+        let mut h = Self::header(tar::EntryType::Symlink, 0o777, 0);
+        self.b.append_link(&mut h, path, target).unwrap();
+        self
+    }
+    pub fn chardev(mut self, path: &str, major: u32, minor: u32) -> Self {
+        let mut h = Self::header(tar::EntryType::Char, 0o666, 0);
+        h.set_device_major(major).unwrap();
+        h.set_device_minor(minor).unwrap();
+        self.b.append_data(&mut h, path, std::io::empty()).unwrap();
+        self
+    }
+    /// An entry whose name is written raw, bypassing the tar crate's checks
+    /// (for path-escape tests).
+    pub fn raw_name_file(mut self, name: &[u8], body: &[u8]) -> Self {
+        let mut h = Self::header(tar::EntryType::Regular, 0o644, body.len() as u64);
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name);
+        h.set_cksum();
+        self.b.append(&h, body).unwrap();
+        self
+    }
+    pub fn build(self) -> Vec<u8> {
+        self.b.into_inner().unwrap()
+    }
+}

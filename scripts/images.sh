@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Builds the base images: each recipe images/NAME/build.sh fills a
+# directory and prints its version; smelt packs the directory into a
+# one-layer OCI image in the store, tagged smelt/NAME:VERSION and :latest.
+# Usage: scripts/images.sh SMELT NAME...
+set -euo pipefail
+smelt=$1
+shift
+for img in "$@"; do
+    dir=$(mktemp -d)
+    trap 'rm -rf "$dir"' EXIT
+    ver=$("images/$img/build.sh" "$dir/root")
+    ver=$(printf '%s\n' "$ver" | tail -n1)
+    owners=()
+    [ -f "images/$img/owners" ] && owners=(--owners "images/$img/owners")
+    "$smelt" image pack "$dir/root" --tag "smelt/$img:$ver" --tag "smelt/$img:latest" "${owners[@]}"
+    rm -rf "$dir"
+    trap - EXIT
+done
