@@ -3,7 +3,8 @@
 # `find | cpio -o -H newc | gzip` and against plain `gzip` of the same cpio
 # bytes, at the same gzip level, on the same tree; plus smelt's peak RSS.
 #
-# Roots are real files copied from this machine's /usr (a few hundred MB,
+# Roots are real files copied from this machine's /usr in a fixed
+# shuffled order (a mix of small and large files; a few hundred MB,
 # and a 1 GiB one for the memory target), packed into a one-layer image in
 # a scratch store. Timings are wall-clock medians of 3 runs with a warm
 # store (layers already decompressed), so they compare the build itself.
@@ -18,15 +19,12 @@ export SMELT_STORE=$work/store
 
 # make_root DIR MIB: copy files from /usr in a fixed order until MIB is reached.
 make_root() {
-    local dir=$1 limit=$(( $2 * 1024 * 1024 )) total=0
+    local dir=$1 limit=$(( $2 * 1024 * 1024 ))
     mkdir -p "$dir"
-    while IFS= read -r -d '' f; do
-        sz=$(stat -c %s "$f")
-        total=$(( total + sz ))
-        [ "$total" -gt "$limit" ] && break
-        mkdir -p "$dir/$(dirname "$f")"
-        cp -P "$f" "$dir/$f"
-    done < <(cd / && find usr/lib usr/share usr/bin -xdev \( -type f -o -type l \) -print0 | sort -z)
+    # awk stops early by design: the SIGPIPE upstream is not a failure.
+    (set +o pipefail; cd / && find usr/lib usr/share usr/bin -xdev \( -type f -o -type l \) -printf '%s %p\n' | LC_ALL=C sort -R --random-source=<(yes smelt) |
+        awk -v limit="$limit" '{ total += $1; if (total > limit) exit; sub(/^[0-9]+ /, ""); print }' |
+        cpio -pdm --quiet "$dir")
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

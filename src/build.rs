@@ -118,8 +118,11 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildSummary> {
                 &name,
                 &root,
                 &spec.initrd_options(),
+                &reporter,
             )?,
-            Format::Tar => crate::artifacts::tarball::write_tar(&mut outputs, &name, &root)?,
+            Format::Tar => {
+                crate::artifacts::tarball::write_tar(&mut outputs, &name, &root, &reporter)?
+            }
         }
     }
     let manifest = manifest::build(&name, epoch, &formats, &root, &outputs)?;

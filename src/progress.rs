@@ -1,12 +1,48 @@
-//! Progress for transfers: bars on a terminal, one plain line per transfer
-//! otherwise (CI logs), nothing with `-q`. Always on stderr.
+//! Progress for pulls, pushes and artifact writes: bars on a terminal, one
+//! plain line per transfer otherwise (CI logs), nothing with `-q`. Always on
+//! stderr. The library reports through [`Progress`] and never prints.
 
-use std::io::IsTerminal;
+use std::io::{self, IsTerminal, Write};
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::oci::Progress;
+/// Progress of one transfer at a time, so the CLI can draw bars.
+pub trait Progress {
+    /// A transfer of `what` (a blob digest, an artifact name) begins;
+    /// `total` bytes if known.
+    fn start(&self, what: &str, total: Option<u64>);
+    /// `bytes` more bytes were transferred.
+    fn advance(&self, bytes: u64);
+    /// The current transfer ended.
+    fn finish(&self);
+}
+
+/// A [`Progress`] that reports nothing.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _what: &str, _total: Option<u64>) {}
+    fn advance(&self, _bytes: u64) {}
+    fn finish(&self) {}
+}
+
+/// A writer that reports every write to a [`Progress`].
+pub struct ProgressWriter<'a, W> {
+    pub inner: W,
+    pub progress: &'a dyn Progress,
+}
+
+impl<W: Write> Write for ProgressWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 /// The progress reporter the CLI hands to pulls and pushes.
 pub struct Reporter {

@@ -80,6 +80,10 @@ fn fixture_store(root: &Path) {
     );
 }
 
+const GOLDEN_TAR: &str = "b36bf799b1b53491170c081e21a483a41f286d530bba577b0d45240f58b8d7a4";
+const GOLDEN_INITRD: &str = "2b8392ceefdb01e4342f34a2b194c3a37bde49622e4349a5a416783ae08590b3";
+const GOLDEN_MANIFEST: &str = "5de1cf152d467b14b9d1e9a736b8f0a04061e8f5c54553ba2f825f2e3fa7d44c";
+
 const SPEC: &str = r#"kernel:
   image: test/kernel:1
   cmdline: "console=ttyS0"
@@ -144,6 +148,20 @@ fn layers_bundles_and_files_assemble_as_linuxkit_does() {
     build(store.path(), &spec, out.path());
 
     let tar = out.path().join("t.tar");
+    // Reproducible bytes, pinned: the same images and spec give these exact
+    // artifacts on any machine, with any number of CPUs. A deliberate format
+    // change updates these hashes in the same commit.
+    let pinned = [
+        ("t.tar", GOLDEN_TAR),
+        ("t-initrd.img", GOLDEN_INITRD),
+        ("t.manifest.json", GOLDEN_MANIFEST),
+    ];
+    let got: Vec<(&str, String)> = pinned
+        .iter()
+        .map(|(name, _)| (*name, sha256sum(&out.path().join(name))))
+        .collect();
+    let want: Vec<(&str, String)> = pinned.iter().map(|(n, h)| (*n, h.to_string())).collect();
+    assert_eq!(got, want, "artifact bytes changed");
     let listing = sh(&format!("tar --numeric-owner -tvf {}", tar.display()));
     let has = |p: &str| {
         find_line(&listing, &format!(" {p}")).is_some() || listing.contains(&format!(" {p} "))
@@ -274,15 +292,24 @@ fn layers_bundles_and_files_assemble_as_linuxkit_does() {
 
 #[test]
 fn layer_entry_escaping_the_root_is_rejected_naming_image_and_entry() {
+    for (i, name) in ["../../evil", "/etc/evil", "a/../../evil"]
+        .iter()
+        .enumerate()
+    {
+        rejects_layer_entry(i, name);
+    }
+}
+
+fn rejects_layer_entry(i: usize, name: &str) {
     let store = tempfile::tempdir().unwrap();
     let evil = LayerBuilder::default()
         .file("ok", 0o644, b"ok")
-        .raw_name_file(b"../../evil", b"pwned")
+        .raw_name_file(name.as_bytes(), b"pwned")
         .build();
-    store_image(store.path(), "test/evil:1", &[evil], json!({}));
+    store_image(store.path(), &format!("test/evil:{i}"), &[evil], json!({}));
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("evil.yml");
-    std::fs::write(&spec, "init:\n  - test/evil:1\n").unwrap();
+    std::fs::write(&spec, format!("init:\n  - test/evil:{i}\n")).unwrap();
     let out = tempfile::tempdir().unwrap();
     let err = run_fail(
         smelt()
@@ -292,10 +319,8 @@ fn layer_entry_escaping_the_root_is_rejected_naming_image_and_entry() {
             .arg(out.path())
             .arg(&spec),
     );
-    assert!(
-        err.contains("docker.io/test/evil:1") && err.contains("../../evil"),
-        "{err}"
-    );
+    let image = format!("docker.io/test/evil:{i}");
+    assert!(err.contains(&image) && err.contains(name), "{err}");
     assert!(dir_names(out.path()).is_empty());
 }
 

@@ -11,6 +11,7 @@ use crate::artifacts::output::OutputSet;
 use crate::assemble::Assembled;
 use crate::compress;
 use crate::formats::cpio;
+use crate::progress::{Progress, ProgressWriter};
 use crate::spec::{Compression, InitrdOptions};
 use crate::tree::Content;
 
@@ -19,6 +20,7 @@ pub fn write_kernel_initrd(
     name: &str,
     root: &Assembled,
     opts: &InitrdOptions,
+    progress: &dyn Progress,
 ) -> anyhow::Result<()> {
     let Some(k) = &root.kernel else {
         bail!("format kernel+initrd needs a kernel: the spec has no `kernel.image`");
@@ -31,7 +33,10 @@ pub fn write_kernel_initrd(
     if let Some(ucode) = &k.ucode {
         copy_content(ucode, &mut initrd).context("writing the microcode cpio")?;
     }
-    write_initrd(&root.tree, opts, &mut initrd).context("writing the initrd")?;
+    progress.start(initrd.name(), Some(root.tree.total_size()));
+    let written = write_initrd(&root.tree, opts, &mut initrd, progress);
+    progress.finish();
+    written.context("writing the initrd")?;
     outputs.finish(initrd)?;
 
     let mut cmdline = outputs.create(&format!("{name}-cmdline"))?;
@@ -52,14 +57,20 @@ pub fn compression(opts: &InitrdOptions) -> compress::Compression {
     }
 }
 
-/// The root tree as a compressed newc cpio.
+/// The root tree as a compressed newc cpio; `progress` counts the
+/// uncompressed bytes.
 pub fn write_initrd(
     tree: &crate::tree::FsTree,
     opts: &InitrdOptions,
     out: impl Write,
+    progress: &dyn Progress,
 ) -> anyhow::Result<()> {
     let mut w = compress::writer(compression(opts), out)?;
-    cpio::write_newc(tree, &mut w, &cpio::CpioOptions::default())?;
+    let mut counted = ProgressWriter {
+        inner: &mut w,
+        progress,
+    };
+    cpio::write_newc(tree, &mut counted, &cpio::CpioOptions::default())?;
     w.finish()?;
     Ok(())
 }

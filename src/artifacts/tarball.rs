@@ -7,9 +7,15 @@ use std::path::Path;
 use crate::artifacts::output::OutputSet;
 use crate::assemble::Assembled;
 use crate::formats::tar;
+use crate::progress::{Progress, ProgressWriter};
 use crate::tree::{Content, Meta, Node};
 
-pub fn write_tar(outputs: &mut OutputSet, name: &str, root: &Assembled) -> anyhow::Result<()> {
+pub fn write_tar(
+    outputs: &mut OutputSet,
+    name: &str,
+    root: &Assembled,
+    progress: &dyn Progress,
+) -> anyhow::Result<()> {
     let mut tree = root.tree.clone();
     if let Some(k) = &root.kernel {
         let mtime = tree.root().meta.mtime;
@@ -26,7 +32,14 @@ pub fn write_tar(outputs: &mut OutputSet, name: &str, root: &Assembled) -> anyho
         tree.set_mtime_all(mtime);
     }
     let mut out = outputs.create(&format!("{name}.tar"))?;
-    tar::write_tar(&tree, &mut out, &tar::TarOptions::default())?;
+    progress.start(out.name(), Some(tree.total_size()));
+    let mut counted = ProgressWriter {
+        inner: &mut out,
+        progress,
+    };
+    let written = tar::write_tar(&tree, &mut counted, &tar::TarOptions::default());
+    progress.finish();
+    written?;
     outputs.finish(out)?;
     Ok(())
 }

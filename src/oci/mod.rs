@@ -20,25 +20,7 @@ pub use registry::{Pulled, RegistryClient, RegistryError, RegistryOptions, push}
 pub use resolve::{PullPolicy, Resolver};
 pub use store::{Image, Layer, Store, StoreEntry, StoreError};
 
-/// Progress reporting for transfers, so the CLI can draw bars; the library
-/// never prints.
-pub trait Progress {
-    /// A transfer of `what` (e.g. a blob digest) begins; `total` bytes if known.
-    fn start(&self, what: &str, total: Option<u64>);
-    /// `bytes` more bytes were transferred.
-    fn advance(&self, bytes: u64);
-    /// The current transfer ended.
-    fn finish(&self);
-}
-
-/// A [`Progress`] that reports nothing.
-pub struct NoProgress;
-
-impl Progress for NoProgress {
-    fn start(&self, _what: &str, _total: Option<u64>) {}
-    fn advance(&self, _bytes: u64) {}
-    fn finish(&self) {}
-}
+pub use crate::progress::{NoProgress, Progress};
 
 /// A reader that reports every read to a [`Progress`].
 pub(crate) struct ProgressReader<'a, R> {

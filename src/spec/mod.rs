@@ -20,7 +20,7 @@
 //! ```yaml
 //! initrd:
 //!   compression: zstd   # gzip (default) | zstd | none
-//!   level: 19           # gzip 1-9, default 9; zstd 1-22, default 19; none: unset
+//!   level: 19           # gzip 1-9, default 6; zstd 1-22, default 3; none: unset
 //! ```
 //!
 //! # Merging

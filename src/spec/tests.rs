@@ -219,12 +219,12 @@ fn defaults_when_optional_sections_absent() {
     assert!(spec.services.is_empty());
     assert_eq!(spec.initrd, None);
     assert_eq!(spec.initrd_options().compression, Compression::Gzip);
-    assert_eq!(spec.initrd_options().effective_level(), 9);
+    assert_eq!(spec.initrd_options().effective_level(), 6);
     let z = InitrdOptions {
         compression: Compression::Zstd,
         level: None,
     };
-    assert_eq!(z.effective_level(), 19);
+    assert_eq!(z.effective_level(), 3);
 }
 
 #[test]

@@ -16,6 +16,9 @@
 //!   `uid`, `gid`, `path`, `linkpath` and `size`, and GNU long names, are
 //!   honoured (the last five by the `tar` crate).
 //!
+//! Entry paths must stay inside the root: `..` components and absolute
+//! paths are errors naming the entry.
+//!
 //! Not supported (errors): GNU sparse files, hardlinks to directories,
 //! unknown entry types. Global PAX headers are ignored.
 
@@ -113,6 +116,11 @@ impl FsTree {
         let kind = entry.header().entry_type();
         if kind.is_pax_global_extensions() {
             return Ok(());
+        }
+        // Layers hold relative paths; an absolute one is a crafted or broken
+        // archive, refused like `..` rather than silently re-rooted.
+        if path.is_absolute() {
+            return Err(layer_err(path, "absolute path in a layer"));
         }
         split_path(path).map_err(|e| layer_err(path, e.to_string()))?;
         if let Some(name) = path.file_name().map(OsStrExt::as_bytes)
