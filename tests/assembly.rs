@@ -109,22 +109,8 @@ files:
 "#;
 
 fn build(store: &Path, spec: &Path, out: &Path) {
-    run(smelt()
-        .arg("--store")
-        .arg(store)
-        .args([
-            "build",
-            "--pull",
-            "never",
-            "-f",
-            "tar",
-            "-f",
-            "kernel+initrd",
-            "--name",
-            "t",
-            "-o",
-        ])
-        .arg(out)
+    run(local_build(store, out)
+        .args(["-f", "tar", "-f", "kernel+initrd", "--name", "t"])
         .arg(spec));
 }
 
@@ -312,11 +298,8 @@ fn rejects_layer_entry(i: usize, name: &str) {
     std::fs::write(&spec, format!("init:\n  - test/evil:{i}\n")).unwrap();
     let out = tempfile::tempdir().unwrap();
     let err = run_fail(
-        smelt()
-            .arg("--store")
-            .arg(store.path())
-            .args(["build", "--pull", "never", "-f", "tar", "-o"])
-            .arg(out.path())
+        local_build(store.path(), out.path())
+            .args(["-f", "tar"])
             .arg(&spec),
     );
     let image = format!("docker.io/test/evil:{i}");
@@ -332,11 +315,8 @@ fn missing_image_with_pull_never_names_reference_and_position() {
     std::fs::write(&spec, "init:\n  - test/absent:1\n").unwrap();
     let out = tempfile::tempdir().unwrap();
     let err = run_fail(
-        smelt()
-            .arg("--store")
-            .arg(store.path())
-            .args(["build", "--pull", "never", "-f", "tar", "-o"])
-            .arg(out.path())
+        local_build(store.path(), out.path())
+            .args(["-f", "tar"])
             .arg(&spec),
     );
     assert!(

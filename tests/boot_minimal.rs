@@ -13,15 +13,8 @@ fn minimal_example_builds_boots_and_powers_off() {
     let store = base_store();
     let out = tempfile::tempdir().unwrap();
     let spec = tempfile::tempdir().unwrap();
-    // Build from a copy so the test does not rewrite the example's lock file.
-    let yml = spec.path().join("minimal.yml");
-    std::fs::copy(repo().join("examples/minimal.yml"), &yml).unwrap();
-    run(smelt()
-        .arg("--store")
-        .arg(&store)
-        .args(["build", "--pull", "never", "-o"])
-        .arg(out.path())
-        .arg(&yml));
+    let yml = minimal_copy(spec.path());
+    run(local_build(&store, out.path()).arg(&yml));
     assert_eq!(
         dir_names(out.path()),
         [

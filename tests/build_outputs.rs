@@ -9,28 +9,10 @@ use std::path::Path;
 use common::*;
 
 fn build(store: &Path, out: &Path, spec: &Path, extra: &[&str]) {
-    run(smelt()
-        .arg("--store")
-        .arg(store)
-        .args([
-            "build",
-            "--pull",
-            "never",
-            "-f",
-            "kernel+initrd",
-            "-f",
-            "tar",
-        ])
+    run(local_build(store, out)
+        .args(["-f", "kernel+initrd", "-f", "tar"])
         .args(extra)
-        .arg("-o")
-        .arg(out)
         .arg(spec));
-}
-
-fn minimal_copy(dir: &Path) -> std::path::PathBuf {
-    let yml = dir.join("minimal.yml");
-    std::fs::copy(repo().join("examples/minimal.yml"), &yml).unwrap();
-    yml
 }
 
 #[test]
@@ -192,13 +174,7 @@ fn failed_build_leaves_earlier_outputs_untouched() {
     let yml = minimal_copy(spec.path());
     let out = tempfile::tempdir().unwrap();
     build(&store, out.path(), &yml, &[]);
-    let before: Vec<(String, String)> = dir_names(out.path())
-        .into_iter()
-        .map(|n| {
-            let h = sha256sum(&out.path().join(&n));
-            (n, h)
-        })
-        .collect();
+    let before = dir_hashes(out.path());
     // Same name, a spec that fails late (after the images are applied).
     let bad = spec.path().join("bad.yml");
     std::fs::write(
@@ -207,22 +183,8 @@ fn failed_build_leaves_earlier_outputs_untouched() {
     )
     .unwrap();
     let err = run_fail(
-        smelt()
-            .arg("--store")
-            .arg(&store)
-            .args([
-                "build",
-                "--pull",
-                "never",
-                "-f",
-                "kernel+initrd",
-                "-f",
-                "tar",
-                "--name",
-                "minimal",
-                "-o",
-            ])
-            .arg(out.path())
+        local_build(&store, out.path())
+            .args(["-f", "kernel+initrd", "-f", "tar", "--name", "minimal"])
             .arg(&yml)
             .arg(&bad),
     );
@@ -230,12 +192,6 @@ fn failed_build_leaves_earlier_outputs_untouched() {
         err.contains("bad.yml:2:") && err.contains("/nonexistent/smelt-test-file"),
         "{err}"
     );
-    let after: Vec<(String, String)> = dir_names(out.path())
-        .into_iter()
-        .map(|n| {
-            let h = sha256sum(&out.path().join(&n));
-            (n, h)
-        })
-        .collect();
+    let after = dir_hashes(out.path());
     assert_eq!(before, after);
 }

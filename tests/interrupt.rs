@@ -25,25 +25,11 @@ fn writing_into(pid: u32, dir: &Path) -> bool {
 fn kill_while_writing(signal: &str) {
     let store = base_store();
     let spec = tempfile::tempdir().unwrap();
-    let yml = spec.path().join("minimal.yml");
-    std::fs::copy(repo().join("examples/minimal.yml"), &yml).unwrap();
+    let yml = minimal_copy(spec.path());
     let out = tempfile::tempdir().unwrap();
     std::fs::write(out.path().join("minimal-kernel"), b"earlier output").unwrap();
-    let mut child = smelt()
-        .arg("--store")
-        .arg(&store)
-        .args([
-            "-q",
-            "build",
-            "--pull",
-            "never",
-            "-f",
-            "kernel+initrd",
-            "-f",
-            "tar",
-            "-o",
-        ])
-        .arg(out.path())
+    let mut child = local_build(&store, out.path())
+        .args(["-q", "-f", "kernel+initrd", "-f", "tar"])
         .arg(&yml)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -24,12 +24,6 @@ fn push_base(store: &Path, reg: &TestRegistry) {
     }
 }
 
-fn spec_copy(dir: &Path) -> std::path::PathBuf {
-    let yml = dir.join("minimal.yml");
-    std::fs::copy(repo().join("examples/minimal.yml"), &yml).unwrap();
-    yml
-}
-
 fn build_from(
     reg: &TestRegistry,
     store: &Path,
@@ -56,7 +50,7 @@ fn registry_build_matches_local_build_and_lock_detects_moved_tag() {
     push_base(&base, &reg);
 
     let specs = tempfile::tempdir().unwrap();
-    let yml = spec_copy(specs.path());
+    let yml = minimal_copy(specs.path());
     let empty_store = tempfile::tempdir().unwrap();
     let (from_reg, from_local) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     run(&mut build_from(
@@ -66,21 +60,14 @@ fn registry_build_matches_local_build_and_lock_detects_moved_tag() {
         &yml,
         &[],
     ));
-    run(smelt()
-        .arg("--store")
-        .arg(&base)
-        .args(["build", "--pull", "never", "-o"])
-        .arg(from_local.path())
-        .arg(&yml));
+    run(local_build(&base, from_local.path()).arg(&yml));
     let names = dir_names(from_reg.path());
     assert_eq!(names.len(), 4, "{names:?}");
-    for n in &names {
-        assert_eq!(
-            sha256sum(&from_reg.path().join(n)),
-            sha256sum(&from_local.path().join(n)),
-            "{n}: registry build differs from local build"
-        );
-    }
+    assert_eq!(
+        dir_hashes(from_reg.path()),
+        dir_hashes(from_local.path()),
+        "registry build differs from local build"
+    );
     // The pulled images are now in the fresh store under their docker.io names.
     let listing = String::from_utf8(
         run(smelt()
@@ -146,7 +133,7 @@ fn corrupted_registry_blob_fails_with_digest_error_and_no_output() {
     std::fs::write(&data, &bytes).unwrap();
 
     let specs = tempfile::tempdir().unwrap();
-    let yml = spec_copy(specs.path());
+    let yml = minimal_copy(specs.path());
     let empty_store = tempfile::tempdir().unwrap();
     let out = tempfile::tempdir().unwrap();
     let err = run_fail(&mut build_from(

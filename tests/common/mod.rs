@@ -210,3 +210,33 @@ impl LayerBuilder {
         self.b.into_inner().unwrap()
     }
 }
+
+/// `smelt --store STORE build --pull never -o OUT` with the extra
+/// arguments (formats, spec files) still to add.
+pub fn local_build(store: &Path, out: &Path) -> Command {
+    let mut c = smelt();
+    c.arg("--store")
+        .arg(store)
+        .args(["build", "--pull", "never", "-o"])
+        .arg(out);
+    c
+}
+
+/// A copy of examples/minimal.yml in `dir`, so a build writes its lock
+/// file there and not into the repository.
+pub fn minimal_copy(dir: &Path) -> PathBuf {
+    let yml = dir.join("minimal.yml");
+    std::fs::copy(repo().join("examples/minimal.yml"), &yml).unwrap();
+    yml
+}
+
+/// `(name, sha256)` of every file in `dir`, sorted by name.
+pub fn dir_hashes(dir: &Path) -> Vec<(String, String)> {
+    dir_names(dir)
+        .into_iter()
+        .map(|n| {
+            let h = sha256sum(&dir.join(&n));
+            (n, h)
+        })
+        .collect()
+}
