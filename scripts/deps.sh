@@ -4,7 +4,7 @@
 set -euo pipefail
 pkgs=(
     # image recipes
-    kmod tar gzip zstd
+    kmod tar gzip zstd binutils
     # tests: real registry, real firmware, independent format readers
     docker-registry qemu-system-x86 ovmf cpio busybox-static
     # benchmarks

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod build;
 mod image;
+mod run;
 mod validate;
 
 #[derive(Parser, Debug)]
@@ -47,6 +48,8 @@ pub enum Command {
     /// Manage images in the local store
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Boot an artifact under QEMU (serial console on this terminal)
+    Run(run::RunArgs),
 }
 
 pub fn init_logging(g: &GlobalArgs) {
@@ -73,6 +76,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Build(a) => build::run(g, a),
         Command::Validate(a) => validate::run(g, a),
         Command::Image(c) => image::run(g, c),
+        Command::Run(a) => run::run(g, a),
     }
 }
 

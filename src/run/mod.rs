@@ -1,3 +1,91 @@
 //! Booting artifacts under QEMU for local testing (`smelt run`, boot tests).
+//!
+//! Today: kernel+initrd artifacts (`NAME-kernel` + `NAME-initrd.img` +
+//! `NAME-cmdline`). ISO, raw and PXE boots join as those formats land.
 
 pub mod qemu;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// The files of one kernel+initrd build.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KernelInitrd {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cmdline: String,
+}
+
+/// Find a kernel+initrd artifact: `artifact` is either the `NAME-kernel`
+/// file, or an output directory together with `name`.
+pub fn find_kernel_initrd(artifact: &Path, name: Option<&str>) -> anyhow::Result<KernelInitrd> {
+    let (dir, name) = if artifact.is_dir() {
+        let Some(name) = name else {
+            bail!(
+                "{} is a directory: say which artifact with --name",
+                artifact.display()
+            );
+        };
+        (artifact.to_path_buf(), name.to_string())
+    } else {
+        let file = artifact
+            .file_name()
+            .and_then(|f| f.to_str())
+            .with_context(|| format!("{}: not an artifact path", artifact.display()))?;
+        let Some(name) = file.strip_suffix("-kernel") else {
+            bail!(
+                "{}: expected a NAME-kernel file or an output directory",
+                artifact.display()
+            );
+        };
+        let dir = artifact.parent().unwrap_or(Path::new("."));
+        (dir.to_path_buf(), name.to_string())
+    };
+    let kernel = dir.join(format!("{name}-kernel"));
+    let initrd = dir.join(format!("{name}-initrd.img"));
+    let cmdline_path = dir.join(format!("{name}-cmdline"));
+    for p in [&kernel, &initrd, &cmdline_path] {
+        if !p.is_file() {
+            bail!("{} is missing (build with -f kernel+initrd)", p.display());
+        }
+    }
+    let cmdline = std::fs::read_to_string(&cmdline_path)
+        .with_context(|| format!("reading {}", cmdline_path.display()))?;
+    Ok(KernelInitrd {
+        kernel,
+        initrd,
+        cmdline: cmdline.trim_end().to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_by_kernel_file_or_dir_and_name() {
+        let d = tempfile::tempdir().unwrap();
+        for (f, body) in [
+            ("x-kernel", "k"),
+            ("x-initrd.img", "i"),
+            ("x-cmdline", "console=ttyS0\n"),
+        ] {
+            std::fs::write(d.path().join(f), body).unwrap();
+        }
+        let a = find_kernel_initrd(&d.path().join("x-kernel"), None).unwrap();
+        let b = find_kernel_initrd(d.path(), Some("x")).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.cmdline, "console=ttyS0");
+        let e = find_kernel_initrd(d.path(), None).unwrap_err().to_string();
+        assert!(e.contains("--name"), "{e}");
+        let e = find_kernel_initrd(d.path(), Some("y"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("y-kernel is missing"), "{e}");
+        let e = find_kernel_initrd(&d.path().join("x-initrd.img"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected a NAME-kernel file"), "{e}");
+    }
+}

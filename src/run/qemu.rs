@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// The QEMU binary used for every boot.
 pub const QEMU: &str = "qemu-system-x86_64";
+/// Debian's OVMF build (package `ovmf`): UEFI firmware for `-bios`.
+pub const OVMF: &str = "/usr/share/ovmf/OVMF.fd";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
@@ -49,6 +51,16 @@ pub struct BootConfig {
     pub accel: Accel,
     /// Echo the console to this process's stderr as it arrives.
     pub echo: bool,
+    /// Give the guest's serial console this process's own stdin and stdout
+    /// (a shell you can type into); the console is then not captured.
+    pub interactive: bool,
+    /// Boot with UEFI firmware (OVMF) instead of SeaBIOS.
+    pub uefi: bool,
+    /// Extra drives, as virtio disks (format from the file name: `.qcow2`
+    /// or raw).
+    pub disks: Vec<PathBuf>,
+    /// User-net TCP forwards from 127.0.0.1:HOST to the guest's GUEST port.
+    pub forwards: Vec<(u16, u16)>,
     /// Extra arguments appended verbatim (drives, firmware, network).
     pub extra_args: Vec<String>,
 }
@@ -63,6 +75,10 @@ impl Default for BootConfig {
             timeout: Duration::from_secs(120),
             accel: Accel::Auto,
             echo: false,
+            interactive: false,
+            uefi: false,
+            disks: Vec::new(),
+            forwards: Vec::new(),
             extra_args: Vec::new(),
         }
     }
@@ -129,6 +145,25 @@ impl BootConfig {
         if let Some(c) = &self.cmdline {
             a.extend(["-append".into(), c.clone()]);
         }
+        if self.uefi {
+            a.extend(["-bios".into(), OVMF.into()]);
+        }
+        for d in &self.disks {
+            let format = if d.extension().is_some_and(|e| e == "qcow2") {
+                "qcow2"
+            } else {
+                "raw"
+            };
+            a.extend([
+                "-drive".into(),
+                format!("file={},format={format},if=virtio", d.display()),
+            ]);
+        }
+        let mut nic = "user,model=virtio-net-pci".to_string();
+        for (host, guest) in &self.forwards {
+            nic.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+        }
+        a.extend(["-nic".into(), nic]);
         a.extend(self.extra_args.iter().cloned());
         a
     }
@@ -137,10 +172,15 @@ impl BootConfig {
     pub fn boot(&self) -> Result<BootResult, QemuError> {
         let args = self.args();
         tracing::info!("running {QEMU} {}", args.join(" "));
+        let (stdin, stdout) = if self.interactive {
+            (Stdio::inherit(), Stdio::inherit())
+        } else {
+            (Stdio::null(), Stdio::piped())
+        };
         let mut child = Command::new(QEMU)
             .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
+            .stdin(stdin)
+            .stdout(stdout)
             .stderr(Stdio::piped())
             .spawn()
             .map_err(QemuError::Spawn)?;
@@ -232,6 +272,23 @@ mod tests {
             "{a}"
         );
         assert!(a.contains("-no-reboot"));
+        assert!(a.contains("-nic user,model=virtio-net-pci"), "{a}");
+        assert!(!a.contains("-bios"), "{a}");
+    }
+
+    #[test]
+    fn args_for_uefi_disks_and_forwards() {
+        let cfg = BootConfig {
+            uefi: true,
+            disks: vec!["/d/x.qcow2".into(), "/d/y.raw".into()],
+            forwards: vec![(8080, 80)],
+            ..BootConfig::default()
+        };
+        let a = cfg.args().join(" ");
+        assert!(a.contains(&format!("-bios {OVMF}")), "{a}");
+        assert!(a.contains("file=/d/x.qcow2,format=qcow2,if=virtio"), "{a}");
+        assert!(a.contains("file=/d/y.raw,format=raw,if=virtio"), "{a}");
+        assert!(a.contains("hostfwd=tcp:127.0.0.1:8080-:80"), "{a}");
     }
 
     #[test]
