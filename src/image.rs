@@ -75,8 +75,33 @@ pub fn push(
         .with_context(|| format!("pushing {local} to {dest}"))
 }
 
-pub fn list(store: &Store) -> anyhow::Result<Vec<StoreEntry>> {
-    Ok(store.list()?)
+/// One line of `smelt image ls`.
+#[derive(Debug, serde::Serialize)]
+pub struct Listing {
+    pub reference: String,
+    pub digest: Digest,
+    /// Bytes in the store: manifest, config and (compressed) layers.
+    pub size: u64,
+}
+
+pub fn list(store: &Store) -> anyhow::Result<Vec<Listing>> {
+    store
+        .list()?
+        .into_iter()
+        .map(|e: StoreEntry| {
+            let image = store
+                .image(&e.digest)
+                .with_context(|| format!("reading {} from the store", e.reference))?;
+            let size = image.manifest_bytes.len() as u64
+                + image.manifest.config.size
+                + image.layers.iter().map(|l| l.size).sum::<u64>();
+            Ok(Listing {
+                reference: e.reference,
+                digest: e.digest,
+                size,
+            })
+        })
+        .collect()
 }
 
 /// The image config for `pack`: `--config FILE` (a whole OCI image config,
