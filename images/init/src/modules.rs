@@ -1,0 +1,248 @@
+//! Kernel modules: load those named in `/etc/modules` and their
+//! dependencies from `modules.dep`, with `finit_module(2)`.
+//!
+//! As `modprobe`: dependencies first, each module once; modules already in
+//! `/proc/modules` or listed in `modules.builtin` are skipped. Names compare
+//! with `-` and `_` equal (kmod's `underscores()`). `.ko.zst`/`.ko.xz`/
+//! `.ko.gz` are handed to the kernel with MODULE_INIT_COMPRESSED_FILE
+//! (needs CONFIG_MODULE_DECOMPRESS). A missing or failing module is logged,
+//! never fatal. Non-goals: module parameters, `modules.alias` autoloading,
+//! blacklists, `softdep`.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::sys::Sys;
+
+/// `modules.dep`: module name → (path relative to the modules dir, deps).
+#[derive(Debug, Default)]
+pub struct DepMap {
+    entries: BTreeMap<String, (String, Vec<String>)>,
+}
+
+/// `virtio-net`, `kernel/drivers/net/virtio_net.ko.zst` → `virtio_net`.
+pub fn module_name(s: &str) -> String {
+    let base = s.rsplit('/').next().unwrap_or(s);
+    let base = [".ko.zst", ".ko.xz", ".ko.gz", ".ko"]
+        .iter()
+        .find_map(|ext| base.strip_suffix(ext))
+        .unwrap_or(base);
+    base.replace('-', "_")
+}
+
+impl DepMap {
+    /// Parse `path: dep dep …` lines (depmod(8)); malformed lines are skipped.
+    pub fn parse(text: &str) -> DepMap {
+        let mut entries = BTreeMap::new();
+        for line in text.lines() {
+            let Some((path, deps)) = line.split_once(':') else {
+                continue;
+            };
+            let path = path.trim();
+            if path.is_empty() {
+                continue;
+            }
+            let deps = deps.split_whitespace().map(module_name).collect();
+            entries.insert(module_name(path), (path.to_string(), deps));
+        }
+        DepMap { entries }
+    }
+
+    pub fn path(&self, name: &str) -> Option<&str> {
+        self.entries.get(name).map(|(p, _)| p.as_str())
+    }
+
+    /// Load order for `wanted`: deps before dependants, each once, `skip`ped
+    /// ones left out. Unknown names are returned in `missing`.
+    pub fn order(&self, wanted: &[String], skip: &BTreeSet<String>) -> (Vec<String>, Vec<String>) {
+        let mut out = Vec::new();
+        let mut missing = Vec::new();
+        let mut seen = BTreeSet::new();
+        for w in wanted {
+            let w = module_name(w);
+            if skip.contains(&w) {
+                continue;
+            }
+            if !self.entries.contains_key(&w) {
+                if seen.insert(w.clone()) {
+                    missing.push(w);
+                }
+                continue;
+            }
+            self.visit(&w, skip, &mut seen, &mut out);
+        }
+        (out, missing)
+    }
+
+    // modules.dep lists a module's whole dependency closure with the ones
+    // loaded last first; visiting each dep's own deps first gives the same
+    // order as modprobe, and `seen` breaks cycles.
+    fn visit(
+        &self,
+        name: &str,
+        skip: &BTreeSet<String>,
+        seen: &mut BTreeSet<String>,
+        out: &mut Vec<String>,
+    ) {
+        if skip.contains(name) || !seen.insert(name.to_string()) {
+            return;
+        }
+        if let Some((_, deps)) = self.entries.get(name) {
+            for d in deps.iter().rev() {
+                self.visit(d, skip, seen, out);
+            }
+        }
+        out.push(name.to_string());
+    }
+}
+
+/// Names in `/etc/modules`: one per line, `#` starts a comment.
+pub fn parse_etc_modules(text: &str) -> Vec<String> {
+    text.lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().next().unwrap_or(l).to_string())
+        .collect()
+}
+
+/// Modules already present: `/proc/modules` names plus `modules.builtin`.
+pub fn present(proc_modules: &str, builtin: &str) -> BTreeSet<String> {
+    let loaded = proc_modules
+        .lines()
+        .filter_map(|l| l.split_whitespace().next());
+    let built = builtin.lines().map(str::trim).filter(|l| !l.is_empty());
+    loaded.chain(built).map(module_name).collect()
+}
+
+fn read(sys: &dyn Sys, path: &str) -> Option<String> {
+    sys.read_file(path)
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Load `/etc/modules` and dependencies; returns how many were loaded.
+pub fn load(sys: &dyn Sys, release: &str) -> usize {
+    let Some(etc) = read(sys, "/etc/modules") else {
+        return 0;
+    };
+    let wanted = parse_etc_modules(&etc);
+    if wanted.is_empty() {
+        return 0;
+    }
+    let dir = format!("/lib/modules/{release}");
+    let Some(dep) = read(sys, &format!("{dir}/modules.dep")) else {
+        sys.log(&format!(
+            "smelt init: no {dir}/modules.dep: cannot load {}",
+            wanted.join(" ")
+        ));
+        return 0;
+    };
+    let deps = DepMap::parse(&dep);
+    let skip = present(
+        &read(sys, "/proc/modules").unwrap_or_default(),
+        &read(sys, &format!("{dir}/modules.builtin")).unwrap_or_default(),
+    );
+    let (order, missing) = deps.order(&wanted, &skip);
+    for m in missing {
+        sys.log(&format!(
+            "smelt init: module {m} not found in {dir}/modules.dep"
+        ));
+    }
+    let mut loaded = 0;
+    for name in order {
+        let Some(rel) = deps.path(&name) else {
+            continue;
+        };
+        let path = format!("{dir}/{rel}");
+        let compressed = !rel.ends_with(".ko");
+        match sys.finit_module(&path, compressed) {
+            Ok(()) => loaded += 1,
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => sys.log(&format!(
+                "smelt init: loading module {name} from {path}: {e}"
+            )),
+        }
+    }
+    loaded
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::FakeSys;
+
+    const DEP: &str = "kernel/drivers/net/virtio_net.ko: kernel/drivers/net/net_failover.ko kernel/net/core/failover.ko
+kernel/drivers/net/net_failover.ko: kernel/net/core/failover.ko
+kernel/net/core/failover.ko:
+kernel/fs/overlayfs/overlay.ko.zst:
+kernel/drivers/block/virtio-blk.ko: kernel/drivers/virtio/virtio_ring.ko
+bogus line
+";
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn names_normalise() {
+        assert_eq!(module_name("kernel/a/virtio-blk.ko"), "virtio_blk");
+        assert_eq!(module_name("overlay.ko.zst"), "overlay");
+        assert_eq!(module_name("virtio-net"), "virtio_net");
+    }
+
+    #[test]
+    fn deps_first_each_once_builtin_skipped() {
+        let d = DepMap::parse(DEP);
+        let (order, missing) = d.order(
+            &s(&["virtio_net", "net_failover", "nope", "overlay"]),
+            &BTreeSet::new(),
+        );
+        assert_eq!(
+            order,
+            s(&["failover", "net_failover", "virtio_net", "overlay"])
+        );
+        assert_eq!(missing, s(&["nope"]));
+        let skip = present(
+            "failover 16384 1 net_failover, Live 0x0\n",
+            "kernel/drivers/virtio/virtio_ring.ko\n",
+        );
+        let (order, _) = d.order(&s(&["virtio-net", "virtio_blk"]), &skip);
+        // virtio_ring is built in: not in modules.dep as a loadable module,
+        // and skipped rather than reported missing.
+        assert_eq!(order, s(&["net_failover", "virtio_net", "virtio_blk"]));
+    }
+
+    #[test]
+    fn etc_modules_comments() {
+        assert_eq!(
+            parse_etc_modules("# x\nloop\n  overlay # fs\n\nvfat opt=1\n"),
+            s(&["loop", "overlay", "vfat"])
+        );
+    }
+
+    #[test]
+    fn load_uses_finit_module_and_logs_missing() {
+        let dir = "/lib/modules/6.1.0-test";
+        let sys = FakeSys::new()
+            .file("/etc/modules", "overlay\nvirtio_net\nmissing_mod\n")
+            .file(&format!("{dir}/modules.dep"), DEP)
+            .file(&format!("{dir}/modules.builtin"), "")
+            .file("/proc/modules", "failover 1 0 - Live 0x0\n")
+            .file(&format!("{dir}/kernel/fs/overlayfs/overlay.ko.zst"), "")
+            .file(&format!("{dir}/kernel/drivers/net/net_failover.ko"), "");
+        assert_eq!(load(&sys, "6.1.0-test"), 2);
+        assert_eq!(
+            sys.calls(),
+            s(&[
+                &format!("finit_module {dir}/kernel/fs/overlayfs/overlay.ko.zst true"),
+                &format!("finit_module {dir}/kernel/drivers/net/net_failover.ko false"),
+                &format!("finit_module {dir}/kernel/drivers/net/virtio_net.ko false"),
+            ])
+        );
+        let logs = sys.logs();
+        assert!(
+            logs.contains("module missing_mod not found in /lib/modules/6.1.0-test/modules.dep"),
+            "{logs}"
+        );
+        assert!(logs.contains("loading module virtio_net from /lib/modules/6.1.0-test/kernel/drivers/net/virtio_net.ko"), "{logs}");
+    }
+}

@@ -1,0 +1,452 @@
+//! The seam between PID-1 logic and the kernel: the [`Sys`] trait lists every
+//! host interaction the init makes, [`RealSys`] performs them.
+//!
+//! Every other module takes `&dyn Sys`, so the logic is unit-tested with a
+//! recording fake (see `testutil.rs`) without a VM; this is youki's
+//! `Syscall` idea. Non-goals: a general syscall wrapper; only what the init
+//! needs is here.
+
+// Raw syscalls (mount, finit_module, reboot, sigtimedwait, ioctl, mknod) have
+// no safe std equivalent; this is the only module allowed `unsafe`, and each
+// block only passes owned, NUL-terminated buffers or zeroed plain structs.
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, CString};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::output;
+
+/// What `reboot(2)` should do at the end of shutdown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Poweroff,
+    Reboot,
+    Halt,
+}
+
+/// Every kernel and host interaction the init makes.
+pub trait Sys {
+    /// Print one line to the console.
+    fn log(&self, msg: &str);
+    /// `mount(2)`; `data` empty means none.
+    fn mount(
+        &self,
+        source: &str,
+        target: &str,
+        fstype: &str,
+        flags: u64,
+        data: &str,
+    ) -> io::Result<()>;
+    fn umount(&self, target: &str) -> io::Result<()>;
+    fn mkdir_all(&self, path: &str, mode: u32) -> io::Result<()>;
+    fn write_file(&self, path: &str, data: &[u8]) -> io::Result<()>;
+    fn read_file(&self, path: &str) -> io::Result<Vec<u8>>;
+    fn exists(&self, path: &str) -> bool;
+    /// Entry names of a directory, sorted bytewise.
+    fn list_dir(&self, path: &str) -> io::Result<Vec<String>>;
+    fn set_hostname(&self, name: &str) -> io::Result<()>;
+    /// Bring the loopback interface `lo` up (SIOCSIFFLAGS).
+    fn loopback_up(&self) -> io::Result<()>;
+    /// `finit_module(2)`; `compressed` asks the kernel to decompress.
+    fn finit_module(&self, path: &str, compressed: bool) -> io::Result<()>;
+    /// `uname -r`.
+    fn kernel_release(&self) -> io::Result<String>;
+    /// `statfs("/").f_type`.
+    fn root_fs_magic(&self) -> io::Result<i64>;
+    /// Reopen fds 0, 1, 2 on `/dev/console`.
+    fn console_stdio(&self) -> io::Result<()>;
+    /// Make ctrl-alt-del send SIGINT to PID 1 instead of rebooting at once.
+    fn disable_cad(&self) -> io::Result<()>;
+    /// Copy the tree at `from` into `to`, deleting the source as it goes.
+    fn copy_root(&self, from: &str, to: &str) -> io::Result<()>;
+    fn chdir(&self, path: &str) -> io::Result<()>;
+    fn chroot(&self, path: &str) -> io::Result<()>;
+    /// Replace this process with `path`, `env` added; returns only on error.
+    fn exec(&self, path: &str, env: (&str, &str)) -> io::Error;
+    fn env_var(&self, key: &str) -> Option<String>;
+    /// Start `argv` with stdout+stderr forwarded as `[name] ` lines to the
+    /// console and `/var/log/name.log`; returns the pid.
+    fn spawn(&self, argv: &[String], name: &str) -> io::Result<u32>;
+    /// As [`Sys::spawn`] but waits; returns the exit code (128+N if killed).
+    fn run(&self, argv: &[String], name: &str) -> io::Result<i32>;
+    /// Run `argv` with output to the console, wait, return the exit code.
+    fn run_quiet(&self, argv: &[String]) -> io::Result<i32>;
+    /// Reap every exited child without blocking: `(pid, exit code)`.
+    fn reap(&self) -> Vec<(u32, i32)>;
+    /// Wait up to `timeout` for one of the init's signals.
+    fn wait_signal(&self, timeout: Duration) -> Option<i32>;
+    /// Monotonic time since the init started.
+    fn now(&self) -> Duration;
+    fn sync(&self);
+    /// `kill(-1, sig)`: every process but PID 1.
+    fn kill_all(&self, sig: i32);
+    /// `reboot(2)`; returns only on error.
+    fn reboot(&self, action: Action) -> io::Error;
+}
+
+/// The signals PID 1 handles; blocked and taken with `sigtimedwait`.
+pub const SIGNALS: [i32; 6] = [
+    libc::SIGCHLD,
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGUSR1,
+    libc::SIGUSR2,
+    libc::SIGPWR,
+];
+
+/// The real kernel.
+pub struct RealSys {
+    start: Instant,
+}
+
+impl RealSys {
+    /// Blocks [`SIGNALS`] in this thread (threads spawned later inherit the
+    /// mask; children get an empty mask from std's `Command`).
+    pub fn new() -> RealSys {
+        let set = sigset();
+        // SAFETY: `set` is an initialised sigset_t; null old-set is allowed.
+        unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+        RealSys {
+            start: Instant::now(),
+        }
+    }
+}
+
+impl Default for RealSys {
+    fn default() -> Self {
+        RealSys::new()
+    }
+}
+
+fn sigset() -> libc::sigset_t {
+    // SAFETY: sigemptyset/sigaddset initialise a zeroed plain struct.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in SIGNALS {
+            libc::sigaddset(&mut set, s);
+        }
+        set
+    }
+}
+
+fn cstr(s: &str) -> io::Result<CString> {
+    CString::new(s).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in string"))
+}
+
+fn check(ret: libc::c_int) -> io::Result<()> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `mknod(2)`, for the switch-root copy of device nodes and fifos.
+pub fn mknod(path: &Path, mode: u32, rdev: u64) -> io::Result<()> {
+    let p = cstr(&path.to_string_lossy())?;
+    // SAFETY: `p` is a valid NUL-terminated path.
+    check(unsafe { libc::mknod(p.as_ptr(), mode, rdev) })
+}
+
+/// Exit code of a finished child, shells' convention for signals.
+pub fn exit_code(status: ExitStatus) -> i32 {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => c,
+        (None, Some(s)) => 128 + s,
+        _ => -1,
+    }
+}
+
+fn console_and_log(name: &str) -> Option<File> {
+    let _ = std::fs::create_dir_all("/var/log");
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(format!("/var/log/{name}.log"))
+        .ok()
+}
+
+/// Spawn with stdout+stderr on one pipe drained by a forwarding thread.
+fn spawn_forwarded(
+    argv: &[String],
+    name: &str,
+) -> io::Result<(std::process::Child, std::thread::JoinHandle<()>)> {
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+    let (reader, writer) = io::pipe()?;
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(writer.try_clone()?)
+        .stderr(writer);
+    let child = cmd.spawn()?;
+    // Drop our copies of the write end so the reader sees EOF at exit.
+    drop(cmd);
+    let name = name.to_string();
+    let handle = std::thread::spawn(move || {
+        let mut log = console_and_log(&name);
+        let mut console = io::stderr();
+        let log_w: &mut dyn Write = match log.as_mut() {
+            Some(f) => f,
+            None => &mut io::sink(),
+        };
+        let _ = output::forward(BufReader::new(reader), &name, &mut console, log_w);
+    });
+    Ok((child, handle))
+}
+
+impl Sys for RealSys {
+    fn log(&self, msg: &str) {
+        let _ = writeln!(io::stderr(), "{msg}");
+    }
+
+    fn mount(
+        &self,
+        source: &str,
+        target: &str,
+        fstype: &str,
+        flags: u64,
+        data: &str,
+    ) -> io::Result<()> {
+        let (s, t, f, d) = (cstr(source)?, cstr(target)?, cstr(fstype)?, cstr(data)?);
+        let dp = if data.is_empty() {
+            std::ptr::null()
+        } else {
+            d.as_ptr().cast()
+        };
+        let fp = if fstype.is_empty() {
+            std::ptr::null()
+        } else {
+            f.as_ptr()
+        };
+        // SAFETY: all pointers are NUL-terminated strings or null.
+        check(unsafe { libc::mount(s.as_ptr(), t.as_ptr(), fp, flags as libc::c_ulong, dp) })
+    }
+
+    fn umount(&self, target: &str) -> io::Result<()> {
+        let t = cstr(target)?;
+        // SAFETY: `t` is NUL-terminated.
+        check(unsafe { libc::umount2(t.as_ptr(), 0) })
+    }
+
+    fn mkdir_all(&self, path: &str, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(mode)
+            .create(path)
+    }
+
+    fn write_file(&self, path: &str, data: &[u8]) -> io::Result<()> {
+        std::fs::write(path, data)
+    }
+
+    fn read_file(&self, path: &str) -> io::Result<Vec<u8>> {
+        let mut v = Vec::new();
+        File::open(path)?.read_to_end(&mut v)?;
+        Ok(v)
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        Path::new(path).exists()
+    }
+
+    fn list_dir(&self, path: &str) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for e in std::fs::read_dir(path)? {
+            names.push(e?.file_name().to_string_lossy().into_owned());
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    fn set_hostname(&self, name: &str) -> io::Result<()> {
+        // SAFETY: pointer and length describe `name`'s bytes.
+        check(unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) })
+    }
+
+    fn loopback_up(&self) -> io::Result<()> {
+        // SAFETY: plain socket call; the fd is closed below.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: ifreq is a plain C struct; zero is a valid value. The name
+        // "lo" fits IFNAMSIZ with its NUL. `ifru_flags` is the union member
+        // SIOC[GS]IFFLAGS read and write (netdevice(7)).
+        let r = unsafe {
+            let mut req: libc::ifreq = std::mem::zeroed();
+            for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
+                *d = *s as libc::c_char;
+            }
+            let mut r = libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut req);
+            if r >= 0 {
+                req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+                r = libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req);
+            }
+            r
+        };
+        let err = io::Error::last_os_error();
+        // SAFETY: fd is ours.
+        unsafe { libc::close(fd) };
+        if r < 0 { Err(err) } else { Ok(()) }
+    }
+
+    fn finit_module(&self, path: &str, compressed: bool) -> io::Result<()> {
+        let f = File::open(path)?;
+        // MODULE_INIT_COMPRESSED_FILE (include/uapi/linux/module.h, 6.2+).
+        let flags: libc::c_int = if compressed { 4 } else { 0 };
+        let params: &CStr = c"";
+        // SAFETY: fd is open for the call; params is a NUL-terminated string.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_finit_module,
+                f.as_raw_fd(),
+                params.as_ptr(),
+                flags,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    fn kernel_release(&self) -> io::Result<String> {
+        // SAFETY: utsname is a plain struct filled by uname(2).
+        let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+        check(unsafe { libc::uname(&mut u) })?;
+        // SAFETY: the kernel NUL-terminates `release`.
+        let rel = unsafe { CStr::from_ptr(u.release.as_ptr()) };
+        Ok(rel.to_string_lossy().into_owned())
+    }
+
+    fn root_fs_magic(&self) -> io::Result<i64> {
+        // SAFETY: statfs fills a zeroed plain struct; the path is a literal.
+        let mut s: libc::statfs = unsafe { std::mem::zeroed() };
+        check(unsafe { libc::statfs(c"/".as_ptr(), &mut s) })?;
+        Ok(s.f_type as i64)
+    }
+
+    fn console_stdio(&self) -> io::Result<()> {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/console")?;
+        for fd in 0..3 {
+            // SAFETY: both fds are valid; dup2 onto 0..2 is the point.
+            check(unsafe { libc::dup2(f.as_raw_fd(), fd) })?;
+        }
+        Ok(())
+    }
+
+    fn disable_cad(&self) -> io::Result<()> {
+        // SAFETY: a plain reboot(2) command with no pointers.
+        check(unsafe { libc::reboot(libc::RB_DISABLE_CAD) })
+    }
+
+    fn copy_root(&self, from: &str, to: &str) -> io::Result<()> {
+        crate::copy::copy_tree(Path::new(from), Path::new(to), true)
+    }
+
+    fn chdir(&self, path: &str) -> io::Result<()> {
+        std::env::set_current_dir(path)
+    }
+
+    fn chroot(&self, path: &str) -> io::Result<()> {
+        std::os::unix::fs::chroot(path)
+    }
+
+    fn exec(&self, path: &str, env: (&str, &str)) -> io::Error {
+        Command::new(path).env(env.0, env.1).exec()
+    }
+
+    fn env_var(&self, key: &str) -> Option<String> {
+        std::env::var(key).ok()
+    }
+
+    fn spawn(&self, argv: &[String], name: &str) -> io::Result<u32> {
+        let (child, _thread) = spawn_forwarded(argv, name)?;
+        // Dropping `Child` neither kills nor waits: `reap` collects it.
+        Ok(child.id())
+    }
+
+    fn run(&self, argv: &[String], name: &str) -> io::Result<i32> {
+        let (mut child, thread) = spawn_forwarded(argv, name)?;
+        let status = child.wait()?;
+        let _ = thread.join();
+        Ok(exit_code(status))
+    }
+
+    fn run_quiet(&self, argv: &[String]) -> io::Result<i32> {
+        let (prog, args) = argv
+            .split_first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+        Ok(exit_code(Command::new(prog).args(args).status()?))
+    }
+
+    fn reap(&self) -> Vec<(u32, i32)> {
+        let mut out = Vec::new();
+        loop {
+            let mut status: libc::c_int = 0;
+            // SAFETY: status is a valid out-pointer.
+            let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+            if pid <= 0 {
+                return out;
+            }
+            out.push((pid as u32, exit_code(ExitStatus::from_raw(status))));
+        }
+    }
+
+    fn wait_signal(&self, timeout: Duration) -> Option<i32> {
+        let set = sigset();
+        let ts = libc::timespec {
+            tv_sec: timeout.as_secs() as libc::time_t,
+            tv_nsec: timeout.subsec_nanos() as _,
+        };
+        // SAFETY: set and ts are initialised; info may be null.
+        let s = unsafe { libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) };
+        (s > 0).then_some(s)
+    }
+
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    fn sync(&self) {
+        // SAFETY: no arguments.
+        unsafe { libc::sync() };
+    }
+
+    fn kill_all(&self, sig: i32) {
+        // SAFETY: plain kill(2).
+        unsafe { libc::kill(-1, sig) };
+    }
+
+    fn reboot(&self, action: Action) -> io::Error {
+        let cmd = match action {
+            Action::Poweroff => libc::RB_POWER_OFF,
+            Action::Reboot => libc::RB_AUTOBOOT,
+            Action::Halt => libc::RB_HALT_SYSTEM,
+        };
+        // SAFETY: a plain reboot(2) command with no pointers.
+        unsafe { libc::reboot(cmd) };
+        io::Error::last_os_error()
+    }
+}
+
+/// Block forever (PID 1 must never exit: that panics the kernel).
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: pause(2) has no arguments.
+        unsafe { libc::pause() };
+    }
+}

@@ -1,0 +1,221 @@
+//! `FakeSys`: an in-memory, recording [`Sys`] for unit tests.
+//!
+//! Files live in a map; every mutating call is appended to `calls` as one
+//! readable string, so tests assert on order and arguments.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io;
+use std::time::Duration;
+
+use crate::sys::{Action, Sys};
+
+#[derive(Default)]
+pub struct FakeSys {
+    pub calls: RefCell<Vec<String>>,
+    pub logs: RefCell<Vec<String>>,
+    pub files: RefCell<BTreeMap<String, Vec<u8>>>,
+    pub dirs: RefCell<BTreeSet<String>>,
+    /// Paths whose mount fails.
+    pub failing_mounts: BTreeSet<String>,
+    /// Exit code returned by `run` per container name (default 0).
+    pub exit_codes: BTreeMap<String, i32>,
+    /// Signals `wait_signal` returns, in order; then it times out.
+    pub signals: RefCell<VecDeque<i32>>,
+    /// Children `reap` returns, one batch per call.
+    pub reaps: RefCell<VecDeque<Vec<(u32, i32)>>>,
+    pub next_pid: Cell<u32>,
+    pub clock: Cell<Duration>,
+    pub release: String,
+    pub root_magic: i64,
+    pub env: BTreeMap<String, String>,
+}
+
+impl FakeSys {
+    pub fn new() -> FakeSys {
+        FakeSys {
+            release: "6.1.0-test".into(),
+            root_magic: 0xef53,
+            next_pid: Cell::new(100),
+            ..Default::default()
+        }
+    }
+
+    pub fn file(self, path: &str, data: &str) -> FakeSys {
+        self.files
+            .borrow_mut()
+            .insert(path.to_string(), data.as_bytes().to_vec());
+        self
+    }
+
+    pub fn dir(self, path: &str) -> FakeSys {
+        self.dirs.borrow_mut().insert(path.to_string());
+        self
+    }
+
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.borrow().clone()
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.borrow().join("\n")
+    }
+
+    fn call(&self, s: String) {
+        self.calls.borrow_mut().push(s);
+    }
+}
+
+fn enoent(path: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("{path}: not found"))
+}
+
+impl Sys for FakeSys {
+    fn log(&self, msg: &str) {
+        self.logs.borrow_mut().push(msg.to_string());
+    }
+    fn mount(
+        &self,
+        source: &str,
+        target: &str,
+        fstype: &str,
+        flags: u64,
+        data: &str,
+    ) -> io::Result<()> {
+        self.call(format!(
+            "mount {source} {target} {fstype} {flags:#x} {data}"
+        ));
+        if self.failing_mounts.contains(target) {
+            return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        Ok(())
+    }
+    fn umount(&self, target: &str) -> io::Result<()> {
+        self.call(format!("umount {target}"));
+        Ok(())
+    }
+    fn mkdir_all(&self, path: &str, mode: u32) -> io::Result<()> {
+        self.call(format!("mkdir {path} {mode:o}"));
+        self.dirs.borrow_mut().insert(path.to_string());
+        Ok(())
+    }
+    fn write_file(&self, path: &str, data: &[u8]) -> io::Result<()> {
+        self.call(format!("write {path} {}", String::from_utf8_lossy(data)));
+        self.files
+            .borrow_mut()
+            .insert(path.to_string(), data.to_vec());
+        Ok(())
+    }
+    fn read_file(&self, path: &str) -> io::Result<Vec<u8>> {
+        self.files
+            .borrow()
+            .get(path)
+            .cloned()
+            .ok_or_else(|| enoent(path))
+    }
+    fn exists(&self, path: &str) -> bool {
+        self.files.borrow().contains_key(path) || self.dirs.borrow().contains(path)
+    }
+    fn list_dir(&self, path: &str) -> io::Result<Vec<String>> {
+        let prefix = format!("{}/", path.trim_end_matches('/'));
+        let mut names = BTreeSet::new();
+        let files = self.files.borrow();
+        let dirs = self.dirs.borrow();
+        for p in files.keys().chain(dirs.iter()) {
+            let first = p.strip_prefix(&prefix).and_then(|r| r.split('/').next());
+            if let Some(first) = first.filter(|s| !s.is_empty()) {
+                names.insert(first.to_string());
+            }
+        }
+        if names.is_empty() && !dirs.contains(path) {
+            return Err(enoent(path));
+        }
+        Ok(names.into_iter().collect())
+    }
+    fn set_hostname(&self, name: &str) -> io::Result<()> {
+        self.call(format!("hostname {name}"));
+        Ok(())
+    }
+    fn loopback_up(&self) -> io::Result<()> {
+        self.call("lo up".into());
+        Ok(())
+    }
+    fn finit_module(&self, path: &str, compressed: bool) -> io::Result<()> {
+        self.call(format!("finit_module {path} {compressed}"));
+        if self.files.borrow().contains_key(path) {
+            Ok(())
+        } else {
+            Err(enoent(path))
+        }
+    }
+    fn kernel_release(&self) -> io::Result<String> {
+        Ok(self.release.clone())
+    }
+    fn root_fs_magic(&self) -> io::Result<i64> {
+        Ok(self.root_magic)
+    }
+    fn console_stdio(&self) -> io::Result<()> {
+        self.call("console".into());
+        Ok(())
+    }
+    fn disable_cad(&self) -> io::Result<()> {
+        self.call("cad off".into());
+        Ok(())
+    }
+    fn copy_root(&self, from: &str, to: &str) -> io::Result<()> {
+        self.call(format!("copy {from} {to}"));
+        Ok(())
+    }
+    fn chdir(&self, path: &str) -> io::Result<()> {
+        self.call(format!("chdir {path}"));
+        Ok(())
+    }
+    fn chroot(&self, path: &str) -> io::Result<()> {
+        self.call(format!("chroot {path}"));
+        Ok(())
+    }
+    fn exec(&self, path: &str, env: (&str, &str)) -> io::Error {
+        self.call(format!("exec {path} {}={}", env.0, env.1));
+        io::Error::other("fake exec")
+    }
+    fn env_var(&self, key: &str) -> Option<String> {
+        self.env.get(key).cloned()
+    }
+    fn spawn(&self, argv: &[String], _name: &str) -> io::Result<u32> {
+        self.call(format!("spawn {}", argv.join(" ")));
+        let pid = self.next_pid.get();
+        self.next_pid.set(pid + 1);
+        Ok(pid)
+    }
+    fn run(&self, argv: &[String], name: &str) -> io::Result<i32> {
+        self.call(format!("run {}", argv.join(" ")));
+        Ok(self.exit_codes.get(name).copied().unwrap_or(0))
+    }
+    fn run_quiet(&self, argv: &[String]) -> io::Result<i32> {
+        self.call(format!("run {}", argv.join(" ")));
+        Ok(0)
+    }
+    fn reap(&self) -> Vec<(u32, i32)> {
+        self.reaps.borrow_mut().pop_front().unwrap_or_default()
+    }
+    fn wait_signal(&self, timeout: Duration) -> Option<i32> {
+        let s = self.signals.borrow_mut().pop_front();
+        if s.is_none() {
+            self.clock.set(self.clock.get() + timeout);
+        }
+        s
+    }
+    fn now(&self) -> Duration {
+        self.clock.get()
+    }
+    fn sync(&self) {
+        self.call("sync".into());
+    }
+    fn kill_all(&self, sig: i32) {
+        self.call(format!("kill_all {sig}"));
+    }
+    fn reboot(&self, action: Action) -> io::Error {
+        self.call(format!("reboot {action:?}"));
+        io::Error::other("fake reboot")
+    }
+}
