@@ -14,7 +14,7 @@
 use std::ffi::{CStr, CString};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -341,9 +341,16 @@ impl Sys for RealSys {
             .read(true)
             .write(true)
             .open("/dev/console")?;
-        for fd in 0..3 {
+        // With no console at boot fds 0..2 are closed and the open may have
+        // landed on one of them: then it must stay open after the dup2s.
+        let cfd = f.into_raw_fd();
+        for fd in (0..3).filter(|&fd| fd != cfd) {
             // SAFETY: both fds are valid; dup2 onto 0..2 is the point.
-            check(unsafe { libc::dup2(f.as_raw_fd(), fd) })?;
+            check(unsafe { libc::dup2(cfd, fd) })?;
+        }
+        if cfd > 2 {
+            // SAFETY: cfd is ours and no longer used.
+            unsafe { libc::close(cfd) };
         }
         Ok(())
     }
