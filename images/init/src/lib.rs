@@ -9,12 +9,13 @@
 //! the logic is unit-tested with a fake.
 //!
 //! Non-goals: cloud-init / config slots, networking beyond `lo`, udev,
-//! containerd; modalias autoloading and the ACPI power button (a kernel
+//! containerd, hotplug after boot; the ACPI power button (a kernel
 //! with `CONFIG_INPUT_EVDEV` plus an acpid service can send SIGUSR2).
 
 pub mod bundle;
 pub mod copy;
 pub mod early;
+pub mod modalias;
 pub mod modules;
 pub mod onboot;
 pub mod output;
