@@ -88,6 +88,9 @@ pub trait Sys {
     fn kill_all(&self, sig: i32);
     /// `reboot(2)`; returns only on error.
     fn reboot(&self, action: Action) -> io::Error;
+    /// Watch `/dev/input/event*` for the power button (SIGPWR to PID 1 on
+    /// a press); returns how many devices are watched.
+    fn watch_power_button(&self) -> usize;
 }
 
 /// The signals PID 1 handles; blocked and taken with `sigtimedwait`.
@@ -447,6 +450,27 @@ impl Sys for RealSys {
         // SAFETY: a plain reboot(2) command with no pointers.
         unsafe { libc::reboot(cmd) };
         io::Error::last_os_error()
+    }
+
+    fn watch_power_button(&self) -> usize {
+        let mut n = 0;
+        for name in self.list_dir("/dev/input").unwrap_or_default() {
+            if !name.starts_with("event") {
+                continue;
+            }
+            let Ok(f) = File::open(format!("/dev/input/{name}")) else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                crate::power::watch(f, || {
+                    // SAFETY: plain kill(2) to ourselves; SIGPWR is blocked
+                    // and taken by `wait_signal`.
+                    unsafe { libc::kill(libc::getpid(), libc::SIGPWR) };
+                })
+            });
+            n += 1;
+        }
+        n
     }
 }
 
