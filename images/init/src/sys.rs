@@ -481,3 +481,34 @@ pub fn halt_forever() -> ! {
         unsafe { libc::pause() };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn real_exit_codes_and_signals() {
+        let sys = RealSys::new();
+        assert_eq!(sys.run_quiet(&argv(&["sh", "-c", "exit 3"])).unwrap(), 3);
+        assert_eq!(
+            sys.run_quiet(&argv(&["sh", "-c", "kill -9 $$"])).unwrap(),
+            137
+        );
+        assert!(sys.run_quiet(&argv(&["/nonexistent/smelt-x"])).is_err());
+        assert!(sys.run_quiet(&[]).is_err());
+        let t = Instant::now();
+        assert_eq!(sys.wait_signal(Duration::from_millis(50)), None);
+        assert!(t.elapsed() >= Duration::from_millis(40));
+    }
+
+    #[test]
+    fn real_uname_and_statfs() {
+        let sys = RealSys::new();
+        assert!(!sys.kernel_release().unwrap().is_empty());
+        assert!(sys.root_fs_magic().unwrap() != 0);
+    }
+}
