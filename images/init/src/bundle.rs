@@ -155,28 +155,20 @@ fn non_empty(v: Option<&Value>) -> bool {
     }
 }
 
-/// Apply `runtime.json` if present: `mkdir`, then `mounts`. Failures are
-/// logged (naming the container) and the container still runs, as in
-/// LinuxKit, where they are logged too.
-pub fn prepare(sys: &dyn Sys, b: &Bundle) {
+/// Apply `runtime.json` if present: `mkdir`, then `mounts`. The first
+/// failure is returned as a message naming the container, and the caller
+/// skips the container, as LinuxKit's `onboot` does when `prepare` fails.
+pub fn prepare(sys: &dyn Sys, b: &Bundle) -> Result<(), String> {
+    let name = &b.name;
     let path = format!("{}/runtime.json", b.dir);
     let Ok(bytes) = sys.read_file(&path) else {
-        return;
+        return Ok(());
     };
-    let rt: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            sys.log(&format!(
-                "container {}: {path} is not valid JSON, ignored: {e}",
-                b.name
-            ));
-            return;
-        }
-    };
+    let rt: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("container {name}: {path} is not valid JSON: {e}"))?;
     for d in str_list(rt.get("mkdir")) {
-        if let Err(e) = sys.mkdir_all(&d, 0o755) {
-            sys.log(&format!("container {}: runtime mkdir {d}: {e}", b.name));
-        }
+        sys.mkdir_all(&d, 0o755)
+            .map_err(|e| format!("container {name}: runtime mkdir {d}: {e}"))?;
     }
     let mounts = rt
         .get("mounts")
@@ -184,31 +176,29 @@ pub fn prepare(sys: &dyn Sys, b: &Bundle) {
         .cloned()
         .unwrap_or_default();
     for m in &mounts {
-        mount_one(sys, b, m);
+        mount_one(b, m, sys)?;
     }
     for key in ["interfaces", "bindNS", "namespace", "cgroups"] {
         if non_empty(rt.get(key)) {
             sys.log(&format!(
-                "container {}: runtime.json {key} is not supported by smelt init, ignored",
-                b.name
+                "container {name}: runtime.json {key} is not supported by smelt init, ignored"
             ));
         }
     }
+    Ok(())
 }
 
-fn mount_one(sys: &dyn Sys, b: &Bundle, m: &Value) {
+fn mount_one(b: &Bundle, m: &Value, sys: &dyn Sys) -> Result<(), String> {
     let get = |k: &str| m.get(k).and_then(Value::as_str).unwrap_or("").to_string();
     let (dst, src, kind) = (get("destination"), get("source"), get("type"));
     if dst.is_empty() {
-        sys.log(&format!(
-            "container {}: runtime mount without destination, skipped",
+        return Err(format!(
+            "container {}: runtime mount of {src} has no destination",
             b.name
         ));
-        return;
     }
     let (flags, prop, data) = mount_options(&str_list(m.get("options")));
-    let r = sys
-        .mkdir_all(&dst, 0o755)
+    sys.mkdir_all(&dst, 0o755)
         .and_then(|()| sys.mount(&src, &dst, &kind, flags, &data))
         .and_then(|()| {
             if prop != 0 {
@@ -216,13 +206,13 @@ fn mount_one(sys: &dyn Sys, b: &Bundle, m: &Value) {
             } else {
                 Ok(())
             }
-        });
-    if let Err(e) = r {
-        sys.log(&format!(
-            "container {}: runtime mount {src} on {dst} ({kind}): {e}",
-            b.name
-        ));
-    }
+        })
+        .map_err(|e| {
+            format!(
+                "container {}: runtime mount {src} on {dst} ({kind}): {e}",
+                b.name
+            )
+        })
 }
 
 #[cfg(test)]
@@ -332,7 +322,7 @@ mod tests {
             dir: "/c/s/d".into(),
             name: "d".into(),
         };
-        prepare(&sys, &b);
+        prepare(&sys, &b).unwrap();
         let rec = libc::MS_BIND | libc::MS_REC;
         let sh = libc::MS_SHARED | libc::MS_REC;
         assert_eq!(
@@ -355,5 +345,34 @@ mod tests {
         );
         assert!(!logs.contains("cgroups"), "{logs}");
         assert!(!logs.contains("namespace is"), "{logs}");
+    }
+
+    #[test]
+    fn runtime_json_failures_name_the_container() {
+        let b = Bundle {
+            dir: "/c/s/d".into(),
+            name: "d".into(),
+        };
+        let sys = FakeSys::new().file("/c/s/d/runtime.json", "[");
+        assert!(
+            prepare(&sys, &b)
+                .unwrap_err()
+                .starts_with("container d: /c/s/d/runtime.json is not valid JSON: ")
+        );
+        let mut sys = FakeSys::new().file(
+            "/c/s/d/runtime.json",
+            r#"{"mounts":[{"type":"tmpfs","source":"tmpfs","destination":"/var/x"}]}"#,
+        );
+        sys.failing_mounts.insert("/var/x".into());
+        let e = prepare(&sys, &b).unwrap_err();
+        assert!(
+            e.starts_with("container d: runtime mount tmpfs on /var/x (tmpfs): "),
+            "{e}"
+        );
+        let sys = FakeSys::new().file("/c/s/d/runtime.json", r#"{"mounts":[{"source":"x"}]}"#);
+        assert_eq!(
+            prepare(&sys, &b).unwrap_err(),
+            "container d: runtime mount of x has no destination"
+        );
     }
 }

@@ -2,22 +2,25 @@
 //!
 //! In order: leave the initramfs for a tmpfs root ([`switchroot`]), mount
 //! the API filesystems and set up console, hostname and loopback
-//! ([`early`]), load `/etc/modules` ([`modules`]), print a welcome line,
+//! ([`early`]), load `/etc/modules` and modalias drivers ([`modules`]),
+//! watch the power button ([`power`]), print a welcome line,
 //! run `/containers/onboot/*` ([`onboot`]), supervise
 //! `/containers/services/*` ([`services`]) until a shutdown signal, then
 //! shut down ([`shutdown`]). All host access goes through [`sys::Sys`] so
 //! the logic is unit-tested with a fake.
 //!
 //! Non-goals: cloud-init / config slots, networking beyond `lo`, udev,
-//! containerd; modalias autoloading and the ACPI power button (a kernel
-//! with `CONFIG_INPUT_EVDEV` plus an acpid service can send SIGUSR2).
+//! containerd, hotplug after boot (a power button whose input device
+//! appears after the modules pass is not watched).
 
 pub mod bundle;
 pub mod copy;
 pub mod early;
+pub mod modalias;
 pub mod modules;
 pub mod onboot;
 pub mod output;
+pub mod power;
 pub mod services;
 pub mod shutdown;
 pub mod switchroot;
@@ -72,6 +75,7 @@ pub fn run(sys: &dyn Sys) -> String {
         String::new()
     });
     modules::load(sys, &release);
+    sys.watch_power_button();
     let onboot = bundle::discover(sys, ONBOOT);
     let services = bundle::discover(sys, SERVICES);
     let onshutdown = bundle::discover(sys, ONSHUTDOWN);

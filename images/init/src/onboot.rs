@@ -21,12 +21,11 @@ pub struct Summary {
 pub fn run_all(sys: &dyn Sys, kind: &str, bundles: &[Bundle]) -> Summary {
     let mut s = Summary::default();
     for b in bundles {
-        if let Err(msg) = bundle::validate(sys, b) {
+        if let Err(msg) = bundle::validate(sys, b).and_then(|()| bundle::prepare(sys, b)) {
             sys.log(&format!("{kind} {} failed: {msg}", b.name));
             s.failed += 1;
             continue;
         }
-        bundle::prepare(sys, b);
         match sys.run(&bundle::runc_run(b), &b.name) {
             Ok(0) => s.ok += 1,
             Ok(code) => {

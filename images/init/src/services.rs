@@ -58,11 +58,10 @@ impl Supervisor {
     pub fn new(sys: &dyn Sys, bundles: Vec<Bundle>) -> Supervisor {
         let mut services = Vec::new();
         for b in bundles {
-            if let Err(msg) = bundle::validate(sys, &b) {
+            if let Err(msg) = bundle::validate(sys, &b).and_then(|()| bundle::prepare(sys, &b)) {
                 sys.log(&format!("service {} not started: {msg}", b.name));
                 continue;
             }
-            bundle::prepare(sys, &b);
             services.push(Service {
                 bundle: b,
                 pid: None,

@@ -14,7 +14,7 @@
 use std::ffi::{CStr, CString};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, IntoRawFd};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -88,6 +88,9 @@ pub trait Sys {
     fn kill_all(&self, sig: i32);
     /// `reboot(2)`; returns only on error.
     fn reboot(&self, action: Action) -> io::Error;
+    /// Watch `/dev/input/event*` for the power button (SIGPWR to PID 1 on
+    /// a press); returns how many devices are watched.
+    fn watch_power_button(&self) -> usize;
 }
 
 /// The signals PID 1 handles; blocked and taken with `sigtimedwait`.
@@ -341,9 +344,16 @@ impl Sys for RealSys {
             .read(true)
             .write(true)
             .open("/dev/console")?;
-        for fd in 0..3 {
+        // With no console at boot fds 0..2 are closed and the open may have
+        // landed on one of them: then it must stay open after the dup2s.
+        let cfd = f.into_raw_fd();
+        for fd in (0..3).filter(|&fd| fd != cfd) {
             // SAFETY: both fds are valid; dup2 onto 0..2 is the point.
-            check(unsafe { libc::dup2(f.as_raw_fd(), fd) })?;
+            check(unsafe { libc::dup2(cfd, fd) })?;
+        }
+        if cfd > 2 {
+            // SAFETY: cfd is ours and no longer used.
+            unsafe { libc::close(cfd) };
         }
         Ok(())
     }
@@ -441,6 +451,27 @@ impl Sys for RealSys {
         unsafe { libc::reboot(cmd) };
         io::Error::last_os_error()
     }
+
+    fn watch_power_button(&self) -> usize {
+        let mut n = 0;
+        for name in self.list_dir("/dev/input").unwrap_or_default() {
+            if !name.starts_with("event") {
+                continue;
+            }
+            let Ok(f) = File::open(format!("/dev/input/{name}")) else {
+                continue;
+            };
+            std::thread::spawn(move || {
+                crate::power::watch(f, || {
+                    // SAFETY: plain kill(2) to ourselves; SIGPWR is blocked
+                    // and taken by `wait_signal`.
+                    unsafe { libc::kill(libc::getpid(), libc::SIGPWR) };
+                })
+            });
+            n += 1;
+        }
+        n
+    }
 }
 
 /// Block forever (PID 1 must never exit: that panics the kernel).
@@ -448,5 +479,36 @@ pub fn halt_forever() -> ! {
     loop {
         // SAFETY: pause(2) has no arguments.
         unsafe { libc::pause() };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn real_exit_codes_and_signals() {
+        let sys = RealSys::new();
+        assert_eq!(sys.run_quiet(&argv(&["sh", "-c", "exit 3"])).unwrap(), 3);
+        assert_eq!(
+            sys.run_quiet(&argv(&["sh", "-c", "kill -9 $$"])).unwrap(),
+            137
+        );
+        assert!(sys.run_quiet(&argv(&["/nonexistent/smelt-x"])).is_err());
+        assert!(sys.run_quiet(&[]).is_err());
+        let t = Instant::now();
+        assert_eq!(sys.wait_signal(Duration::from_millis(50)), None);
+        assert!(t.elapsed() >= Duration::from_millis(40));
+    }
+
+    #[test]
+    fn real_uname_and_statfs() {
+        let sys = RealSys::new();
+        assert!(!sys.kernel_release().unwrap().is_empty());
+        assert!(sys.root_fs_magic().unwrap() != 0);
     }
 }

@@ -214,6 +214,10 @@ impl Sys for FakeSys {
     fn kill_all(&self, sig: i32) {
         self.call(format!("kill_all {sig}"));
     }
+    fn watch_power_button(&self) -> usize {
+        self.call("watch power button".into());
+        0
+    }
     fn reboot(&self, action: Action) -> io::Error {
         self.call(format!("reboot {action:?}"));
         io::Error::other("fake reboot")
