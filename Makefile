@@ -4,7 +4,7 @@
 
 TARGET      := x86_64-unknown-linux-gnu
 SMELT       := target/$(TARGET)/release/smelt
-IMAGES      := kernel busybox
+IMAGES      := kernel busybox runc init getty poweroff
 
 .PHONY: image deps build images examples test lint bench clean-out
 
@@ -14,7 +14,7 @@ deps:
 	scripts/deps.sh
 
 build:
-	cargo build --release --locked
+	cargo build --release --locked --workspace
 
 # Each recipe fills a directory; smelt packs it into a one-layer OCI image
 # in the local store, tagged with the package version and :latest.
@@ -25,11 +25,11 @@ examples: build
 	$(SMELT) build -o out examples/minimal.yml
 
 test: build
-	cargo test --release --locked -- --test-threads=2
+	cargo test --release --locked --workspace -- --test-threads=2
 
 lint:
 	cargo fmt --check
-	cargo clippy --all-targets --locked -- -D warnings
+	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 bench: build
 	scripts/bench.sh

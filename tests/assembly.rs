@@ -80,9 +80,9 @@ fn fixture_store(root: &Path) {
     );
 }
 
-const GOLDEN_TAR: &str = "b36bf799b1b53491170c081e21a483a41f286d530bba577b0d45240f58b8d7a4";
-const GOLDEN_INITRD: &str = "2b8392ceefdb01e4342f34a2b194c3a37bde49622e4349a5a416783ae08590b3";
-const GOLDEN_MANIFEST: &str = "5de1cf152d467b14b9d1e9a736b8f0a04061e8f5c54553ba2f825f2e3fa7d44c";
+const GOLDEN_TAR: &str = "3907b8ba2312041e03c40cb7ac2906884b98693b5bb732d6841856a09065e750";
+const GOLDEN_INITRD: &str = "51b530fafe47a6c81c012ad2261985e5b80c537819c5ed5839c2ecccdf0c5ce1";
+const GOLDEN_MANIFEST: &str = "7c207a4a4ad53ed73676909ccc15317a4ca8330b960bd071f0d7b169dc571ebd";
 
 const SPEC: &str = r#"kernel:
   image: test/kernel:1
@@ -106,6 +106,9 @@ files:
     contents: "x"
     uid: svc
     gid: svc
+  - path: etc/resolv.conf
+    contents: "nameserver 10.0.2.3\n"
+    mode: "0644"
 "#;
 
 fn build(store: &Path, spec: &Path, out: &Path) {
@@ -251,7 +254,11 @@ fn layers_bundles_and_files_assemble_as_linuxkit_does() {
         dests.contains(&"/var/log") && dests.contains(&"/etc/resolv.conf"),
         "{dests:?}"
     );
-    // Mount points missing from the read-only rootfs are created.
+    // Mount points missing from the read-only rootfs are created: a file
+    // for a bind whose source is a file, a directory otherwise.
+    let resolv = find_line(&listing, " containers/services/web/rootfs/etc/resolv.conf")
+        .expect("resolv.conf mount point");
+    assert!(resolv.starts_with("-rw-r--r--"), "{resolv}");
     assert!(
         has("containers/services/web/rootfs/var/log/")
             || has("containers/services/web/rootfs/var/log"),

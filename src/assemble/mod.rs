@@ -61,19 +61,26 @@ pub fn assemble(spec: &Spec, resolver: &Resolver, epoch: i64) -> anyhow::Result<
         let image = pull(&mut a, resolver, r, "init".to_string())?;
         apply_image(&mut a.tree, resolver, &image, r)?;
     }
+    let mut bundles = Vec::new();
     for (i, c) in spec.onboot.iter().enumerate() {
-        add_container(&mut a, resolver, c, &format!("onboot/{i:03}-{}", c.name))?;
-    }
-    for (i, c) in spec.onshutdown.iter().enumerate() {
-        add_container(
+        bundles.push(add_container(
             &mut a,
             resolver,
             c,
-            &format!("onshutdown/{i:03}-{}", c.name),
-        )?;
+            &format!("onboot/{i:03}-{}", c.name),
+        )?);
+    }
+    for (i, c) in spec.onshutdown.iter().enumerate() {
+        let place = format!("onshutdown/{i:03}-{}", c.name);
+        bundles.push(add_container(&mut a, resolver, c, &place)?);
     }
     for c in &spec.services {
-        add_container(&mut a, resolver, c, &format!("services/{}", c.name))?;
+        bundles.push(add_container(
+            &mut a,
+            resolver,
+            c,
+            &format!("services/{}", c.name),
+        )?);
     }
     for v in &spec.volumes {
         let dir = PathBuf::from(format!("containers/volumes/{}", v.name));
@@ -88,6 +95,10 @@ pub fn assemble(spec: &Spec, resolver: &Resolver, epoch: i64) -> anyhow::Result<
         }
     }
     files::apply(&mut a.tree, &spec.files, spec)?;
+    // After `files`: a bind's source may be a file the spec writes.
+    for b in &bundles {
+        create_mount_points(&mut a.tree, b)?;
+    }
     a.tree.set_mtime_all(epoch);
     Ok(a)
 }
@@ -201,12 +212,21 @@ fn apply_nested_tar(tree: &mut FsTree, content: &Content) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// A bundle written into the root, with its mounts for
+/// [`create_mount_points`].
+struct BundleMounts {
+    rootfs: PathBuf,
+    mounts: Vec<serde_json::Value>,
+    /// `file:line:col: container NAME (REF)`, for errors.
+    what: String,
+}
+
 fn add_container(
     a: &mut Assembled,
     resolver: &Resolver,
     c: &Image,
     place: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<BundleMounts> {
     let r = &c.image;
     let image = pull(a, resolver, r, place.to_string())?;
     let mut rootfs = FsTree::new();
@@ -217,8 +237,6 @@ fn add_container(
     };
     let cfg =
         bundle::bundle_config_with_ids(c, &image.config, bundle::label_of(&image.config), &ids)?;
-    create_mount_points(&mut rootfs, &cfg.config)
-        .with_context(|| format!("{}: container {} ({})", c.origin(), c.name, r.reference))?;
     let dir = PathBuf::from(format!("containers/{place}"));
     a.tree.graft(&dir.join("rootfs"), rootfs)?;
     let json = |bytes: Vec<u8>| Node::file(Meta::root(0o644), Content::Bytes(bytes.into()));
@@ -226,23 +244,43 @@ fn add_container(
         .insert(&dir.join("config.json"), json(cfg.config_json()))?;
     a.tree
         .insert(&dir.join("runtime.json"), json(cfg.runtime_json()))?;
-    Ok(())
+    let mounts = cfg.config.get("mounts").and_then(|m| m.as_array());
+    Ok(BundleMounts {
+        rootfs: dir.join("rootfs"),
+        mounts: mounts.cloned().unwrap_or_default(),
+        what: format!("{}: container {} ({})", c.origin(), c.name, r.reference),
+    })
 }
 
 /// The container's rootfs is mounted read-only, so every mount destination
-/// must exist in it beforehand; missing ones become 0755 directories, as
-/// LinuxKit adds them to the bundle.
-fn create_mount_points(rootfs: &mut FsTree, config: &serde_json::Value) -> anyhow::Result<()> {
-    let mounts = config.get("mounts").and_then(|m| m.as_array());
-    for m in mounts.into_iter().flatten() {
+/// must exist in it beforehand, as LinuxKit adds them to the bundle: an
+/// empty file where a bind's source in the root is a file (runc cannot bind
+/// a file onto a directory), a 0755 directory otherwise.
+fn create_mount_points(root: &mut FsTree, b: &BundleMounts) -> anyhow::Result<()> {
+    for m in &b.mounts {
         let Some(dest) = m.get("destination").and_then(|d| d.as_str()) else {
             continue;
         };
-        if rootfs.lookup_follow(Path::new(dest)).is_none() {
-            rootfs
-                .mkdir_p(Path::new(dest), Meta::root(0o755))
-                .with_context(|| format!("creating mount point {dest}"))?;
+        let target = b.rootfs.join(dest.trim_start_matches('/'));
+        if root.lookup(&target).is_some() {
+            continue;
         }
+        let is_bind = m.get("type").and_then(|t| t.as_str()) == Some("bind")
+            || m.get("options")
+                .and_then(|o| o.as_array())
+                .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"));
+        let source_is_file = is_bind
+            && m.get("source")
+                .and_then(|s| s.as_str())
+                .and_then(|s| root.lookup_follow(Path::new(s)))
+                .is_some_and(|n| !matches!(n, Node::Dir(_)));
+        let made = if source_is_file {
+            let empty = Content::Bytes(Arc::from(&b""[..]));
+            root.insert(&target, Node::file(Meta::root(0o644), empty))
+        } else {
+            root.mkdir_p(&target, Meta::root(0o755))
+        };
+        made.with_context(|| format!("{}: creating mount point {dest}", b.what))?;
     }
     Ok(())
 }

@@ -170,12 +170,19 @@ impl BootConfig {
 
     /// Boot and wait for poweroff or the timeout.
     pub fn boot(&self) -> Result<BootResult, QemuError> {
+        self.spawn()?.wait(self.timeout)
+    }
+
+    /// Start the guest and return at once; the console is collected in the
+    /// background (unless interactive).
+    pub fn spawn(&self) -> Result<RunningVm, QemuError> {
         let args = self.args();
         tracing::info!("running {QEMU} {}", args.join(" "));
         let (stdin, stdout) = if self.interactive {
             (Stdio::inherit(), Stdio::inherit())
         } else {
-            (Stdio::null(), Stdio::piped())
+            // stdin stays open so a test can type into the console.
+            (Stdio::piped(), Stdio::piped())
         };
         let mut child = Command::new(QEMU)
             .args(&args)
@@ -197,17 +204,94 @@ impl BootConfig {
                 String::from_utf8_lossy(&s).into_owned()
             })
         });
-        let outcome = wait_with_timeout(&mut child, self.timeout)?;
-        if let Some(t) = out_thread {
+        Ok(RunningVm {
+            child,
+            console,
+            out_thread,
+            err_thread,
+        })
+    }
+}
+
+/// A guest that is running. Dropping it kills QEMU.
+pub struct RunningVm {
+    child: Child,
+    console: Arc<Mutex<String>>,
+    out_thread: Option<thread::JoinHandle<()>>,
+    err_thread: Option<thread::JoinHandle<String>>,
+}
+
+impl RunningVm {
+    /// The console so far.
+    pub fn console(&self) -> String {
+        self.console.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// Type `text` into the guest's serial console (not when interactive).
+    pub fn send(&mut self, text: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        match self.child.stdin.as_mut() {
+            Some(stdin) => {
+                stdin.write_all(text.as_bytes())?;
+                stdin.flush()
+            }
+            None => Err(std::io::Error::other("the console is interactive")),
+        }
+    }
+
+    /// Wait until the console contains `needle`; false if the guest ended
+    /// or `timeout` passed first.
+    pub fn wait_for_console(&mut self, needle: &str, timeout: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            if self.console().contains(needle) {
+                return true;
+            }
+            let exited = matches!(self.child.try_wait(), Ok(Some(_)));
+            if exited || start.elapsed() >= timeout {
+                // The reader may still hold the last lines.
+                return self.console().contains(needle);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait for QEMU to exit (killing it after `timeout`) and collect all.
+    pub fn wait(mut self, timeout: Duration) -> Result<BootResult, QemuError> {
+        let outcome = wait_with_timeout(&mut self.child, timeout)?;
+        Ok(self.finish(outcome))
+    }
+
+    /// Kill QEMU now and collect what the guest printed.
+    pub fn kill(mut self) -> BootResult {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.finish(Outcome::TimedOut)
+    }
+
+    fn finish(&mut self, outcome: Outcome) -> BootResult {
+        if let Some(t) = self.out_thread.take() {
             let _ = t.join();
         }
-        let stderr = err_thread.and_then(|t| t.join().ok()).unwrap_or_default();
-        let console = console.lock().map(|c| c.clone()).unwrap_or_default();
-        Ok(BootResult {
+        let stderr = self
+            .err_thread
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        BootResult {
             outcome,
-            console,
+            console: self.console(),
             stderr_tail: tail(&stderr, 2000),
-        })
+        }
+    }
+}
+
+impl Drop for RunningVm {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

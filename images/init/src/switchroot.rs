@@ -1,5 +1,6 @@
 //! Leaving the initramfs: copy `/` into a tmpfs, move it onto `/`, chroot,
-//! and re-exec `/sbin/init`.
+//! and re-exec `/init` (the path the kernel started us as: `/sbin/init` may
+//! belong to another image layered later, such as busybox).
 //!
 //! Container runtimes cannot `pivot_root(2)` off the initramfs (rootfs is
 //! not a mount they can detach, see pivot_root(2) and runc's
@@ -32,7 +33,7 @@ pub fn needed(sys: &dyn Sys) -> bool {
 /// Do the switch; returns only on failure (the error says which step).
 pub fn switch(sys: &dyn Sys) -> io::Error {
     match try_switch(sys) {
-        Ok(e) => io::Error::new(e.kind(), format!("exec /sbin/init in the new root: {e}")),
+        Ok(e) => io::Error::new(e.kind(), format!("exec /init in the new root: {e}")),
         Err(e) => e,
     }
 }
@@ -61,7 +62,7 @@ fn try_switch(sys: &dyn Sys) -> io::Result<io::Error> {
     )?;
     step("chroot .", sys.chroot("."))?;
     step("chdir /", sys.chdir("/"))?;
-    Ok(sys.exec("/sbin/init", (MARKER, "1")))
+    Ok(sys.exec("/init", (MARKER, "1")))
 }
 
 #[cfg(test)]
@@ -85,7 +86,7 @@ mod tests {
     fn switch_sequence() {
         let sys = FakeSys::new();
         let e = switch(&sys);
-        assert_eq!(e.to_string(), "exec /sbin/init in the new root: fake exec");
+        assert_eq!(e.to_string(), "exec /init in the new root: fake exec");
         assert_eq!(
             sys.calls(),
             [
@@ -96,7 +97,7 @@ mod tests {
                 format!("mount . /  {:#x} ", libc::MS_MOVE),
                 "chroot .".to_string(),
                 "chdir /".to_string(),
-                "exec /sbin/init SMELT_SWITCHED_ROOT=1".to_string(),
+                "exec /init SMELT_SWITCHED_ROOT=1".to_string(),
             ]
         );
     }
