@@ -7,6 +7,12 @@
 //! [`FsTree`]: crate::tree::FsTree
 
 pub mod cpio;
+pub mod fat;
+pub mod gpt;
+pub mod iso9660;
+pub mod pe;
+pub mod qcow2;
+pub mod squashfs;
 pub mod tar;
 
 use std::io::{self, Read, Write};
