@@ -209,7 +209,7 @@ pub struct Partition {
 impl Partition {
     /// Sectors in the partition.
     pub fn sectors(&self) -> u64 {
-        self.last_lba.0 - self.first_lba.0 + 1
+        self.last_lba.0.saturating_sub(self.first_lba.0) + 1
     }
 
     fn encode(&self, out: &mut [u8]) {
@@ -487,12 +487,12 @@ impl GptDisk {
 
     /// The disk's last LBA, where the backup header goes.
     pub fn last_lba(&self) -> Lba {
-        Lba(self.sectors() - 1)
+        Lba(self.sectors().saturating_sub(1))
     }
 
     /// The last LBA a partition may use: before the backup entry array.
     pub fn last_usable(&self) -> Lba {
-        Lba(self.sectors() - 1 - BACKUP_SECTORS)
+        Lba(self.sectors().saturating_sub(1 + BACKUP_SECTORS))
     }
 
     /// Checks the disk size, partition bounds and names, and that no two
@@ -1169,6 +1169,35 @@ mod tests {
         );
         let err = read(&mut Cursor::new(&img[..4096])).unwrap_err();
         assert!(matches!(err, GptError::TooSmall { sectors: 8 }), "{err}");
+    }
+
+    #[test]
+    fn no_panic_on_truncated_or_flipped_tables() {
+        let img = image(&sample());
+        let head = &img[..34 * 512];
+        for len in [0, 511, 512, 1023, 1024, 17407, 34 * 512] {
+            let mut short = head[..len].to_vec();
+            short.resize(100 * 512, 0);
+            assert!(read(&mut Cursor::new(&short)).is_err(), "{len}");
+        }
+        let tiny = GptDisk {
+            size_bytes: 128 * 512,
+            partitions: vec![Partition {
+                first_lba: Lba(34),
+                last_lba: Lba(94),
+                ..sample().partitions[0].clone()
+            }],
+            ..sample()
+        };
+        let small = image(&tiny);
+        assert_eq!(read(&mut Cursor::new(&small)).unwrap(), tiny);
+        // Every byte of the MBR and both headers, a sample of the arrays.
+        let headers = (0..1024).chain(small.len() - 512..small.len());
+        for at in headers.chain((1024..small.len()).step_by(61)) {
+            let mut b = small.clone();
+            b[at] ^= 0x41;
+            let _ = read(&mut Cursor::new(&b));
+        }
     }
 
     #[test]

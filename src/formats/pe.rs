@@ -261,10 +261,12 @@ impl PeImage {
         image.get(start..start + len)
     }
 
-    /// End of the last section's raw data in the file.
+    /// End of the headers and section data in the file: the largest end of
+    /// a section's raw data, or SizeOfHeaders if that is larger.
     pub fn raw_end(&self) -> u64 {
-        let sections = self.sections.iter().map(SectionHeader::raw_end);
-        sections.max().unwrap_or(0)
+        let sections = self.sections.iter().filter(|s| s.size_of_raw_data > 0);
+        let end = sections.map(SectionHeader::raw_end).max().unwrap_or(0);
+        end.max(u64::from(self.optional.size_of_headers))
     }
 }
 
@@ -324,6 +326,16 @@ pub fn read_pe(bytes: &[u8]) -> Result<PeImage, PeError> {
     let table = opt_offset + usize::from(coff.size_of_optional_header);
     let sections = read_sections(&b, table, coff.number_of_sections)?;
     let table_end = table + SECTION_HEADER_SIZE * sections.len();
+    if optional.size_of_headers as usize > bytes.len() {
+        return Err(malformed(
+            opt_offset + field::SIZE_OF_HEADERS,
+            format!(
+                "SizeOfHeaders {:#x} is past the end of the {:#x}-byte image",
+                optional.size_of_headers,
+                bytes.len()
+            ),
+        ));
+    }
     if table_end as u64 > u64::from(optional.size_of_headers) {
         return Err(malformed(
             opt_offset + field::SIZE_OF_HEADERS,
@@ -1061,6 +1073,24 @@ mod tests {
             "{}",
             err_of(&b)
         );
+    }
+
+    #[test]
+    fn no_panic_on_truncated_or_flipped_stubs() {
+        let stub = fake_stub(0x400);
+        let linux = fake_bzimage(5000);
+        for len in 0..stub.len() {
+            let _ = read_pe(&stub[..len]);
+            let _ = build_uki(&parts(&stub[..len], &linux, b"i"));
+        }
+        for at in 0..0x200 {
+            for bit in [0x01, 0x80] {
+                let mut b = stub.clone();
+                b[at] ^= bit;
+                let _ = read_pe(&b);
+                let _ = build_uki(&parts(&b, &linux, b"i"));
+            }
+        }
     }
 
     #[test]
