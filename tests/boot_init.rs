@@ -1,8 +1,8 @@
 //! smelt's init as PID 1, booted under QEMU: onboot containers in order, a
 //! service restarted after it exits, onshutdown before poweroff; the
 //! httpd example; bad bundles and a missing runc reported by name while the
-//! system keeps going. (The getty example has no boot test yet: its shell
-//! answered in some runs and getty exited with code 1 in others.)
+//! system keeps going; the getty example's shell, and `poweroff` typed into
+//! it; the ACPI power button.
 
 mod common;
 
@@ -26,8 +26,13 @@ fn build_spec(out: &Path, name: &str, spec: &str) -> PathBuf {
 }
 
 fn vm(kernel: &Path, forwards: Vec<(u16, u16)>) -> RunningVm {
+    vm_with(kernel, forwards, None)
+}
+
+fn vm_with(kernel: &Path, forwards: Vec<(u16, u16)>, monitor: Option<PathBuf>) -> RunningVm {
     let k = smelt::run::find_kernel_initrd(kernel, None).unwrap();
     BootConfig {
+        monitor,
         kernel: Some(k.kernel),
         initrd: Some(k.initrd),
         cmdline: Some(k.cmdline),
@@ -225,4 +230,88 @@ fn missing_runc_is_reported_and_boot_continues_to_shutdown() {
     );
     let r = vm.kill();
     assert!(!r.console.contains("Kernel panic"), "{}", r.console);
+}
+
+/// Type `line` into the console every few seconds until `needle` shows up
+/// (the shell may not be reading yet when the first copy arrives).
+fn type_until(vm: &mut RunningVm, line: &str, needle: &str, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        vm.send(line).unwrap();
+        if vm.wait_for_console(needle, Duration::from_secs(5)) {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn getty_example_gives_a_shell_and_poweroff_in_it_shuts_down() {
+    let out = tempfile::tempdir().unwrap();
+    let spec = std::fs::read_to_string(repo().join("examples/getty.yml")).unwrap();
+    let kernel = build_spec(out.path(), "getty", &spec);
+    let mut vm = vm(&kernel, vec![]);
+    assert!(
+        vm.wait_for_console("Welcome to smelt", BOOT_TIMEOUT),
+        "{}",
+        vm.console()
+    );
+    // The arithmetic proves a shell ran the line: the echoed input has
+    // `$((40+2))`, only the shell's output has 42.
+    assert!(
+        type_until(
+            &mut vm,
+            "echo GETTY-$((40+2)) $(hostname)\n",
+            "GETTY-42 smelt-getty",
+            BOOT_TIMEOUT
+        ),
+        "the shell never answered:\n{}",
+        vm.console()
+    );
+    vm.send("poweroff\n").unwrap();
+    let r = vm.wait(BOOT_TIMEOUT).unwrap();
+    assert!(r.powered_off(), "{:?}\n{}", r.outcome, r.console);
+    assert!(!r.console.contains("[getty] exited"), "{}", r.console);
+    positions(&r.console, &["GETTY-42", "smelt: powering off"]);
+}
+
+const POWER_BUTTON: &str = r#"kernel:
+  image: smelt/kernel:latest
+  cmdline: "console=ttyS0"
+init:
+  - smelt/init:latest
+  - smelt/runc:latest
+services:
+  - name: idle
+    image: smelt/busybox:latest
+    command: ["/bin/sh", "-c", "echo IDLE-UP; exec sleep 1000"]
+onshutdown:
+  - name: goodbye
+    image: smelt/busybox:latest
+    command: ["/bin/sh", "-c", "echo ONSHUTDOWN-RAN"]
+"#;
+
+#[test]
+fn acpi_power_button_runs_onshutdown_and_powers_off() {
+    let out = tempfile::tempdir().unwrap();
+    let kernel = build_spec(out.path(), "button", POWER_BUTTON);
+    let sock = out.path().join("monitor.sock");
+    let mut vm = vm_with(&kernel, vec![], Some(sock));
+    assert!(
+        vm.wait_for_console("IDLE-UP", BOOT_TIMEOUT),
+        "{}",
+        vm.console()
+    );
+    vm.monitor("system_powerdown").unwrap();
+    let r = vm.wait(BOOT_TIMEOUT).unwrap();
+    assert!(r.powered_off(), "{:?}\n{}", r.outcome, r.console);
+    assert_in_order(
+        &r,
+        &[
+            "IDLE-UP",
+            "smelt: powering off",
+            "ONSHUTDOWN-RAN",
+            "reboot: Power down",
+        ],
+    );
 }

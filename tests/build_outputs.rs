@@ -66,7 +66,17 @@ fn two_builds_are_byte_identical_and_manifest_matches() {
         .iter()
         .map(|i| i["role"].as_str().unwrap())
         .collect();
-    assert_eq!(roles, ["kernel", "init"]);
+    assert_eq!(
+        roles,
+        [
+            "kernel",
+            "init",
+            "init",
+            "init",
+            "onboot/000-hello",
+            "onboot/001-poweroff"
+        ]
+    );
     // The lock file pins the same digests.
     let lock: serde_json::Value =
         serde_json::from_slice(&std::fs::read(spec.path().join("minimal.lock")).unwrap()).unwrap();
@@ -140,18 +150,21 @@ fn independent_tools_read_the_initrd_and_tar() {
         cpio.contains("lib/modules/"),
         "kernel modules missing from the initrd"
     );
-    // Extract and compare the init script byte for byte.
+    // Extract smelt's init and the first onboot bundle's config.
     let x = tempfile::tempdir().unwrap();
     sh(&format!(
-        "cd {} && zcat {} | cpio -id --quiet --no-absolute-filenames init",
+        "cd {} && zcat {} | cpio -id --quiet --no-absolute-filenames init containers/onboot/000-hello/config.json",
         x.path().display(),
         initrd.display()
     ));
-    let init = std::fs::read_to_string(x.path().join("init")).unwrap();
+    let init = std::fs::read(x.path().join("init")).unwrap();
     assert!(
-        init.starts_with("#!/bin/sh\n") && init.contains("SMELT_MINIMAL_OK"),
-        "{init}"
+        init.starts_with(b"\x7fELF"),
+        "/init is not smelt's init binary"
     );
+    let config =
+        std::fs::read_to_string(x.path().join("containers/onboot/000-hello/config.json")).unwrap();
+    assert!(config.contains("SMELT_MINIMAL_OK"), "{config}");
     // The tar output: root tree plus boot/kernel, identical kernel bytes.
     let tar = out.path().join("minimal.tar");
     let listing = sh(&format!("tar -tvf {}", tar.display()));

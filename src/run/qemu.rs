@@ -63,6 +63,9 @@ pub struct BootConfig {
     pub forwards: Vec<(u16, u16)>,
     /// Extra arguments appended verbatim (drives, firmware, network).
     pub extra_args: Vec<String>,
+    /// A UNIX socket for QEMU's human monitor, so a caller can press the
+    /// ACPI power button ([`RunningVm::monitor`]); none by default.
+    pub monitor: Option<PathBuf>,
 }
 
 impl Default for BootConfig {
@@ -80,6 +83,7 @@ impl Default for BootConfig {
             disks: Vec::new(),
             forwards: Vec::new(),
             extra_args: Vec::new(),
+            monitor: None,
         }
     }
 }
@@ -130,7 +134,10 @@ impl BootConfig {
             "-serial".into(),
             "stdio".into(),
             "-monitor".into(),
-            "none".into(),
+            match &self.monitor {
+                Some(p) => format!("unix:{},server=on,wait=off", p.display()),
+                None => "none".into(),
+            },
             "-no-reboot".into(),
         ];
         if self.accel.resolve() == "tcg" {
@@ -205,6 +212,7 @@ impl BootConfig {
             })
         });
         Ok(RunningVm {
+            monitor: self.monitor.clone(),
             child,
             console,
             out_thread,
@@ -215,6 +223,7 @@ impl BootConfig {
 
 /// A guest that is running. Dropping it kills QEMU.
 pub struct RunningVm {
+    monitor: Option<PathBuf>,
     child: Child,
     console: Arc<Mutex<String>>,
     out_thread: Option<thread::JoinHandle<()>>,
@@ -237,6 +246,30 @@ impl RunningVm {
             }
             None => Err(std::io::Error::other("the console is interactive")),
         }
+    }
+
+    /// Send one command to QEMU's monitor (e.g. `system_powerdown`, the
+    /// ACPI power button). Needs [`BootConfig::monitor`].
+    pub fn monitor(&self, command: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let path = self
+            .monitor
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("the guest has no monitor socket"))?;
+        let mut s = std::os::unix::net::UnixStream::connect(path)?;
+        s.write_all(format!("{command}\n").as_bytes())?;
+        // Read the banner and echo so QEMU has taken the line before the
+        // socket closes.
+        s.set_read_timeout(Some(Duration::from_secs(2)))?;
+        let mut buf = [0u8; 4096];
+        let mut seen = Vec::new();
+        while !String::from_utf8_lossy(&seen).contains(command) {
+            match std::io::Read::read(&mut s, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+        Ok(())
     }
 
     /// Wait until the console contains `needle`; false if the guest ended

@@ -14,6 +14,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::modalias::{Aliases, device_aliases};
 use crate::sys::Sys;
 
+/// Loaded on every boot when the kernel has them as modules, quietly:
+/// `evdev` gives the ACPI power button (found by modalias) its
+/// `/dev/input/event*` node, so pressing it powers off as on any distro.
+pub const DEFAULT_MODULES: &[&str] = &["evdev"];
+
 /// `modules.dep`: module name → (path relative to the modules dir, deps).
 #[derive(Debug, Default)]
 pub struct DepMap {
@@ -147,6 +152,8 @@ pub fn load(sys: &dyn Sys, release: &str) -> usize {
         &read(sys, &format!("{dir}/modules.builtin")).unwrap_or_default(),
     );
     let mut loaded = load_set(sys, &dir, &deps, &wanted, &mut done, true);
+    let defaults: Vec<String> = DEFAULT_MODULES.iter().map(|m| m.to_string()).collect();
+    loaded += load_set(sys, &dir, &deps, &defaults, &mut done, false);
     let aliases = Aliases::parse(&read(sys, &format!("{dir}/modules.alias")).unwrap_or_default());
     for _ in 0..ALIAS_PASSES {
         let found = aliases.modules_for(&device_aliases(sys));
@@ -189,6 +196,9 @@ fn load_set(
         match sys.finit_module(&path, compressed) {
             Ok(()) => loaded += 1,
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            // A driver matched by modalias that finds nothing it can drive
+            // (cpufreq drivers under QEMU) says ENODEV; udev is quiet too.
+            Err(e) if !report && e.raw_os_error() == Some(libc::ENODEV) => {}
             Err(e) => sys.log(&format!(
                 "smelt init: loading module {name} from {path}: {e}"
             )),
@@ -302,5 +312,26 @@ bogus line
             names,
             s(&["failover", "net_failover", "virtio_net", "virtio_blk"])
         );
+    }
+
+    #[test]
+    fn evdev_is_loaded_without_etc_modules_and_quietly_skipped_when_absent() {
+        let dir = "/lib/modules/6.1.0-test";
+        let sys = FakeSys::new()
+            .file(
+                &format!("{dir}/modules.dep"),
+                "kernel/drivers/input/evdev.ko:\n",
+            )
+            .file(&format!("{dir}/kernel/drivers/input/evdev.ko"), "");
+        assert_eq!(load(&sys, "6.1.0-test"), 1);
+        assert_eq!(
+            sys.calls(),
+            s(&[&format!(
+                "finit_module {dir}/kernel/drivers/input/evdev.ko false"
+            )])
+        );
+        let sys = FakeSys::new().file(&format!("{dir}/modules.dep"), DEP);
+        assert_eq!(load(&sys, "6.1.0-test"), 0);
+        assert_eq!(sys.logs(), "", "a kernel without evdev is not an error");
     }
 }

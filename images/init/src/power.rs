@@ -2,8 +2,8 @@
 //! device means "power off", as acpid/systemd-logind treat it.
 //!
 //! The kernel's ACPI `button` driver reports the button as an input device
-//! (`LNXPWRBN`, loaded by modalias), and `evdev` must be loaded (list it in
-//! `/etc/modules` when it is a module) for the `event*` nodes to exist. The
+//! (`LNXPWRBN`, loaded by modalias), and `evdev` must be loaded for the
+//! `event*` nodes to exist (`modules::DEFAULT_MODULES` loads it). The
 //! watcher (one thread per device, see `RealSys::watch_power_button`) turns
 //! a press into SIGPWR to PID 1, so shutdown takes the same path as
 //! busybox's `poweroff`. Non-goals: sleep/suspend keys, the lid switch.

@@ -15,6 +15,7 @@ use std::ffi::{CStr, CString};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
@@ -340,9 +341,13 @@ impl Sys for RealSys {
     }
 
     fn console_stdio(&self) -> io::Result<()> {
+        // O_NOCTTY: PID 1 must not take the console as its controlling
+        // terminal, or a getty's TIOCSCTTY on the same tty fails (EPERM)
+        // and the getty exits; systemd and busybox init do the same.
         let f = OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(libc::O_NOCTTY)
             .open("/dev/console")?;
         // With no console at boot fds 0..2 are closed and the open may have
         // landed on one of them: then it must stay open after the dup2s.
