@@ -4,7 +4,7 @@
 
 TARGET      := x86_64-unknown-linux-gnu
 SMELT       := target/$(TARGET)/release/smelt
-IMAGES      := kernel busybox runc init getty poweroff
+IMAGES      := kernel busybox runc init getty poweroff boot
 
 .PHONY: image deps build images examples test lint bench clean-out
 

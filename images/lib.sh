@@ -14,10 +14,11 @@ deb_unpack() {
         return 1
     fi
     local deb
-    deb=$(ls "$cache/${pkg}_"*"_amd64.deb" 2>/dev/null | head -n1 || true)
+    # Architecture-independent packages (isolinux, …) are `_all.deb`.
+    deb=$(ls "$cache/${pkg}_"*"_"{amd64,all}".deb" 2>/dev/null | head -n1 || true)
     if [ -z "$deb" ]; then
         (cd "$cache" && apt-get download -q "$pkg=$ver" >&2)
-        deb=$(ls "$cache/${pkg}_"*"_amd64.deb" | head -n1)
+        deb=$(ls "$cache/${pkg}_"*"_"{amd64,all}".deb" 2>/dev/null | head -n1 || true)
     fi
     dpkg-deb -x "$deb" "$dest"
 }

@@ -7,6 +7,8 @@ pkgs=(
     kmod tar gzip zstd binutils
     # tests: real registry, real firmware, independent format readers
     docker-registry qemu-system-x86 ovmf cpio busybox-static
+    squashfs-tools xorriso genisoimage dosfstools mtools gdisk fdisk qemu-utils
+    sbsigntool openssl isolinux syslinux-common systemd-boot-efi
     # benchmarks
     time bc
 )
