@@ -36,7 +36,7 @@ use crate::sys::Sys;
 
 pub const SYS_BLOCK: &str = "/sys/class/block";
 /// Where a matching ISO is mounted.
-pub const MEDIA: &str = "/run/smelt/media";
+pub const MEDIA: &str = "/.smelt/media";
 /// Time between polls.
 pub const POLL: Duration = Duration::from_millis(200);
 /// sysfs `size` is always in 512-byte sectors (block/genhd.c).
@@ -402,7 +402,7 @@ pub(crate) mod tests {
         0x0c, 0x0d, 0x0e, 0x0f, 0x0a, 0x0b, 0x08, 0x09, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01,
         0x00,
     ];
-    pub const ISO_FILE: &str = "/run/smelt/media/smelt/root.squashfs";
+    pub const ISO_FILE: &str = "/.smelt/media/smelt/root.squashfs";
 
     pub fn cfg(size: u64, timeout_secs: u64) -> Config {
         Config {
@@ -427,12 +427,7 @@ pub(crate) mod tests {
     }
 
     /// sysfs files of one block device; `part` is (disk, number).
-    pub fn block(
-        name: &str,
-        dev: &str,
-        bytes: u64,
-        part: Option<(&str, u32)>,
-    ) -> Vec<(String, Vec<u8>)> {
+    pub fn block(name: &str, dev: &str, bytes: u64, part: Option<(&str, u32)>) -> Files {
         let d = format!("{SYS_BLOCK}/{name}");
         let mut v = vec![
             (format!("{d}/dev"), format!("{dev}\n").into_bytes()),
@@ -515,8 +510,8 @@ pub(crate) mod tests {
         assert_eq!(
             sys.calls(),
             [
-                "mkdir /run/smelt/media 755".to_string(),
-                "mount /dev/sr0 /run/smelt/media iso9660 0x1 ".to_string(),
+                "mkdir /.smelt/media 755".to_string(),
+                "mount /dev/sr0 /.smelt/media iso9660 0x1 ".to_string(),
                 "loop_get_free".to_string(),
                 "mknod /dev/loop0 b 7:0".to_string(),
                 format!("loop_configure /dev/loop0 {ISO_FILE}"),

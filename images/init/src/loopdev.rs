@@ -65,7 +65,7 @@ mod tests {
     use super::*;
     use crate::testutil::FakeSys;
 
-    const ISO_FILE: &str = "/run/smelt/media/smelt/root.squashfs";
+    const ISO_FILE: &str = "/.smelt/media/smelt/root.squashfs";
 
     #[test]
     fn configure_in_one_call_and_create_the_node() {

@@ -5,14 +5,21 @@
 //! the config's modules and the modalias drivers ([`crate::modules`]);
 //! find the root image ([`crate::locate`]); check its SHA-256
 //! ([`verify`]); mount it read-only at [`RO`] under a tmpfs upper layer at
-//! [`RW`] as an overlay on [`SYSROOT`]; move the stage-1 mounts to
-//! [`KEEP`] inside the new root (the main init mounts a fresh tmpfs on
-//! `/run`, which would hide them there) and /dev, /proc, /sys to the new
-//! root's (the main init's mounts of them then get EBUSY, which
-//! [`crate::early`] takes as done); empty the initramfs; `MS_MOVE` the new
-//! root onto `/`, chroot and exec its `/init` (else `/sbin/init`) with
-//! [`switchroot::MARKER`] set, so it neither copies the root again nor
-//! re-enters stage 1.
+//! [`RW`] as an overlay on [`SYSROOT`]; then switch:
+//!
+//! - [`RO`], [`RW`] and the ISO ([`MEDIA`]) are moved to the same paths
+//!   inside the new root, so they stay visible as `/.smelt/…` (not under
+//!   `/run`, where the main init mounts a fresh tmpfs) and the overlay's
+//!   `lowerdir=/.smelt/ro,…` in `/proc/mounts` names real paths;
+//! - /dev is moved into the new root (the console fds are on it; the main
+//!   init's devtmpfs mount then gets EBUSY, which [`crate::early`] takes
+//!   as done); /proc and /sys are unmounted for the main init to mount
+//!   afresh (proc is one superblock per mount since Linux 5.8, so a moved
+//!   one would end up underneath a second);
+//! - the initramfs is emptied ([`crate::wipe`]), the new root moved onto
+//!   `/`, chrooted into, and its `/init` (else `/sbin/init`) exec'd with
+//!   [`switchroot::MARKER`] set, so it neither copies the root again nor
+//!   re-enters stage 1.
 //!
 //! Any failure prints one `smelt stage1: …` line and halts: PID 1 never
 //! exits, and a wrong root never boots. `smelt.debug` on the kernel
@@ -32,15 +39,13 @@ use crate::switchroot;
 use crate::sys::Sys;
 use config::Config;
 
-/// The squashfs, read-only.
-pub const RO: &str = "/run/smelt/ro";
-/// The tmpfs holding the overlay's `upper` and `work`.
-pub const RW: &str = "/run/smelt/rw";
+/// The squashfs, read-only; the same path in the booted system.
+pub const RO: &str = "/.smelt/ro";
+/// The tmpfs holding the overlay's `upper` and `work`; the same path in
+/// the booted system.
+pub const RW: &str = "/.smelt/rw";
 /// Where the overlay is assembled.
 pub const SYSROOT: &str = "/sysroot";
-/// Where [`RO`], [`RW`] and the ISO stay mounted in the booted system:
-/// `/.smelt/ro`, `/.smelt/rw`, `/.smelt/media`.
-pub const KEEP: &str = "/.smelt";
 
 /// Whether this init is stage 1: PID 1 on an initramfs with a stage-1
 /// config (after the switch the root is an overlay and the marker is set).
@@ -140,7 +145,7 @@ fn load_modules(sys: &dyn Sys, cfg: &Config, debug: bool) -> Option<Loader> {
 }
 
 /// squashfs at RO, tmpfs at RW, the overlay at SYSROOT, then RO, RW and
-/// the ISO moved under SYSROOT/.smelt.
+/// the ISO moved to the same paths under SYSROOT.
 fn mount_root(sys: &dyn Sys, cfg: &Config, found: &Found) -> Result<(), String> {
     let fs = &cfg.root.fstype;
     step(&format!("creating {RO}"), sys.mkdir_all(RO, 0o755))?;
@@ -168,12 +173,12 @@ fn mount_root(sys: &dyn Sys, cfg: &Config, found: &Found) -> Result<(), String> 
         &format!("mounting overlay ({opts}) on {SYSROOT}"),
         sys.mount("overlay", SYSROOT, "overlay", 0, &opts),
     )?;
-    let mut keep = vec![(RO, "ro"), (RW, "rw")];
+    let mut keep = vec![RO, RW];
     if found.media {
-        keep.push((MEDIA, "media"));
+        keep.push(MEDIA);
     }
-    for (from, name) in keep {
-        let to = format!("{SYSROOT}{KEEP}/{name}");
+    for from in keep {
+        let to = format!("{SYSROOT}{from}");
         step(&format!("creating {to}"), sys.mkdir_all(&to, 0o755))?;
         step(
             &format!("moving {from} to {to}"),
@@ -191,18 +196,22 @@ fn root_init(sys: &dyn Sys) -> Result<&'static str, String> {
         .ok_or_else(|| "smelt stage1: the root image has no /init or /sbin/init".to_string())
 }
 
-/// Move the API mounts into the new root, free the initramfs, make the
-/// new root `/` and exec its init; returns exec's error.
+/// Move /dev into the new root, unmount /proc and /sys, free the
+/// initramfs, make the new root `/` and exec its init; returns exec's
+/// error.
 fn switch(sys: &dyn Sys) -> Result<io::Error, String> {
     let init = root_init(sys)?;
-    for d in ["/dev", "/proc", "/sys"] {
-        let to = format!("{SYSROOT}{d}");
-        let r = sys
-            .mkdir_all(&to, 0o755)
-            .and_then(|()| sys.mount(d, &to, "", libc::MS_MOVE, ""));
-        if let Err(e) = r {
-            // The main init mounts its own; only a leftover is lost.
-            sys.log(&format!("smelt stage1: moving {d} to {to}: {e}"));
+    let to = format!("{SYSROOT}/dev");
+    let r = sys
+        .mkdir_all(&to, 0o755)
+        .and_then(|()| sys.mount("/dev", &to, "", libc::MS_MOVE, ""));
+    if let Err(e) = r {
+        // The main init mounts its own; only stage 1's nodes are lost.
+        sys.log(&format!("smelt stage1: moving /dev to {to}: {e}"));
+    }
+    for d in ["/proc", "/sys"] {
+        if let Err(e) = sys.umount(d) {
+            sys.log(&format!("smelt stage1: unmounting {d}: {e}"));
         }
     }
     if let Err(e) = sys.delete_same_fs("/") {
@@ -321,31 +330,29 @@ mod tests {
                 "console".into(),
                 "finit_module /lib/modules/6.1.0-test/kernel/drivers/block/loop.ko false".into(),
                 "finit_module /lib/modules/6.1.0-test/kernel/drivers/ata/ata_piix.ko false".into(),
-                "mkdir /run/smelt/media 755".into(),
-                "mount /dev/sr0 /run/smelt/media iso9660 0x1 ".into(),
+                "mkdir /.smelt/media 755".into(),
+                "mount /dev/sr0 /.smelt/media iso9660 0x1 ".into(),
                 "loop_get_free".into(),
                 "mknod /dev/loop0 b 7:0".into(),
                 format!("loop_configure /dev/loop0 {ISO_FILE}"),
-                "mkdir /run/smelt/ro 755".into(),
-                "mount /dev/loop0 /run/smelt/ro squashfs 0x1 ".into(),
-                "mkdir /run/smelt/rw 755".into(),
-                "mount tmpfs /run/smelt/rw tmpfs 0x0 mode=0755".into(),
-                "mkdir /run/smelt/rw/upper 755".into(),
-                "mkdir /run/smelt/rw/work 755".into(),
+                "mkdir /.smelt/ro 755".into(),
+                "mount /dev/loop0 /.smelt/ro squashfs 0x1 ".into(),
+                "mkdir /.smelt/rw 755".into(),
+                "mount tmpfs /.smelt/rw tmpfs 0x0 mode=0755".into(),
+                "mkdir /.smelt/rw/upper 755".into(),
+                "mkdir /.smelt/rw/work 755".into(),
                 "mkdir /sysroot 755".into(),
-                "mount overlay /sysroot overlay 0x0 lowerdir=/run/smelt/ro,upperdir=/run/smelt/rw/upper,workdir=/run/smelt/rw/work".into(),
+                "mount overlay /sysroot overlay 0x0 lowerdir=/.smelt/ro,upperdir=/.smelt/rw/upper,workdir=/.smelt/rw/work".into(),
                 "mkdir /sysroot/.smelt/ro 755".into(),
-                format!("mount /run/smelt/ro /sysroot/.smelt/ro  {ms_move:#x} "),
+                format!("mount /.smelt/ro /sysroot/.smelt/ro  {ms_move:#x} "),
                 "mkdir /sysroot/.smelt/rw 755".into(),
-                format!("mount /run/smelt/rw /sysroot/.smelt/rw  {ms_move:#x} "),
+                format!("mount /.smelt/rw /sysroot/.smelt/rw  {ms_move:#x} "),
                 "mkdir /sysroot/.smelt/media 755".into(),
-                format!("mount /run/smelt/media /sysroot/.smelt/media  {ms_move:#x} "),
+                format!("mount /.smelt/media /sysroot/.smelt/media  {ms_move:#x} "),
                 "mkdir /sysroot/dev 755".into(),
                 format!("mount /dev /sysroot/dev  {ms_move:#x} "),
-                "mkdir /sysroot/proc 755".into(),
-                format!("mount /proc /sysroot/proc  {ms_move:#x} "),
-                "mkdir /sysroot/sys 755".into(),
-                format!("mount /sys /sysroot/sys  {ms_move:#x} "),
+                "umount /proc".into(),
+                "umount /sys".into(),
                 "delete_same_fs /".into(),
                 "chdir /sysroot".into(),
                 format!("mount . /  {ms_move:#x} "),
@@ -382,7 +389,7 @@ mod tests {
         gpt_disk(&sys, "vda", [0x22; 16], "x", G, b"sqsh");
         crate::run(&sys);
         let calls = sys.calls();
-        assert!(calls.contains(&"mount /dev/vda2 /run/smelt/ro squashfs 0x1 ".to_string()));
+        assert!(calls.contains(&"mount /dev/vda2 /.smelt/ro squashfs 0x1 ".to_string()));
         assert!(!calls.iter().any(|c| c.contains("media")), "{calls:?}");
         assert_eq!(
             calls[calls.len() - 2],
@@ -408,7 +415,7 @@ mod tests {
         assert!(
             !calls
                 .iter()
-                .any(|c| c.contains("/run/smelt/ro") || c.starts_with("exec")),
+                .any(|c| c.contains("/.smelt/ro") || c.starts_with("exec")),
             "{calls:?}"
         );
     }
@@ -461,7 +468,7 @@ mod tests {
         gpt_disk(&sys, "vda", [0x22; 16], "x", G, b"sqsh");
         let line = crate::run(&sys);
         assert!(
-            line.starts_with("smelt stage1: mounting overlay (lowerdir=/run/smelt/ro,upperdir=/run/smelt/rw/upper,workdir=/run/smelt/rw/work) on /sysroot: "),
+            line.starts_with("smelt stage1: mounting overlay (lowerdir=/.smelt/ro,upperdir=/.smelt/rw/upper,workdir=/.smelt/rw/work) on /sysroot: "),
             "{line}"
         );
     }

@@ -16,7 +16,7 @@
 # config-RELEASE beside KERNEL the needed drivers' settings are printed
 # first. A case whose drivers the kernel lacks is reported as SKIP.
 # Needs qemu-system-x86_64, mksquashfs, xorriso, sgdisk, depmod, modinfo,
-# cpio, gzip, python3.
+# cpio, gzip, python3; runc and a static busybox for the mount-table check.
 set -eu
 KERNEL=$1; MODS=$2; shift 2
 CASES=${*:-iso gpt flip usb}
@@ -42,6 +42,32 @@ R=$W/root
 mkdir -p "$R"/dev "$R"/proc "$R"/sys "$R"/run "$R"/tmp "$R"/etc "$R"/sbin "$R"/var/log "$R"/containers
 cp "$INIT" "$R"/init; ln -s ../init "$R"/sbin/init
 echo stage1box > "$R"/etc/hostname
+# With runc and a static busybox on the host, an onboot container without
+# a pid namespace prints PID 1's mount table: the overlay root, the
+# stage-1 mounts under /.smelt, one /proc /sys /dev each (moved in by
+# stage 1, EBUSY for the main init), the main init's own /run.
+RUNC=$(command -v runc || true); BB=$(command -v busybox || true)
+if [ -n "$RUNC" ] && [ -n "$BB" ] && file -L "$BB" | grep -q 'statically linked'; then
+  mkdir -p "$R"/usr/bin; cp "$RUNC" "$R"/usr/bin/runc
+  for l in $(ldd "$RUNC" | grep -o '/[^ ]*'); do mkdir -p "$R$(dirname "$l")"; cp "$l" "$R$l"; done
+  C=$R/containers/onboot/000-mounts; mkdir -p "$C"/rootfs/bin "$C"/rootfs/proc "$C"/rootfs/dev "$C"/rootfs/sys
+  cp "$BB" "$C"/rootfs/bin/busybox; for a in sh cat ls echo; do ln -s busybox "$C"/rootfs/bin/$a; done
+  (cd "$W" && runc spec)
+  python3 - "$W"/config.json "$C"/config.json <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))
+c['process']['terminal'] = False
+c['process']['args'] = ['/bin/sh', '-c',
+    'cat /proc/1/mounts; ls /proc/1/root/.smelt/ro/etc/hostname; echo mounts-done']
+for k in c['process']['capabilities']:
+    c['process']['capabilities'][k] += ['CAP_SYS_PTRACE']
+c['linux']['namespaces'] = [n for n in c['linux']['namespaces'] if n['type'] != 'pid']
+json.dump(c, open(sys.argv[2], 'w'))
+PY
+  CHECK=1
+else
+  echo "(no runc or static busybox on the host: the mount table is not checked)"; CHECK=
+fi
 mksquashfs "$R" "$W"/root.squashfs -noappend -quiet -all-root -comp xz >/dev/null
 SIZE=$(stat -c %s "$W"/root.squashfs)
 SHA=$(sha256sum "$W"/root.squashfs | cut -d' ' -f1)
@@ -135,10 +161,32 @@ boot() {
   done
   kill "$QPID" 2>/dev/null || true; wait "$QPID" 2>/dev/null || true; QPID=
   secs=$(( $(date +%s) - t0 ))
-  echo "=== $name (${secs}s)"; grep -a 'smelt' "$log" | sed 's/^/  /'
+  echo "=== $name (${secs}s)"; grep -a 'smelt\|^\[mounts\]' "$log" | sed 's/^/  /'
   if [ -z "$got" ]; then echo "FAIL $name: no '$want' within 90 s"; tail -n 25 "$log" | sed 's/^/  | /'; return 1; fi
   if [ -n "$unwanted" ] && grep -qF -- "$unwanted" "$log"; then echo "FAIL $name: unexpected '$unwanted'"; return 1; fi
+  if [ "$want" = "$BOOTED" ] && ! booted_ok "$log"; then return 1; fi
   echo "PASS $name"
+}
+
+# What a booted system must show; with CHECK also its mount table
+# ($ROOTDEV and $MEDIADEV set per case).
+BOOTED='Welcome to smelt'; [ -n "$CHECK" ] && BOOTED='[mounts] mounts-done'
+booted_ok() {
+  ok=0
+  for line in 'Welcome to smelt' ${CHECK:+"[mounts] overlay / overlay rw,relatime,lowerdir=/.smelt/ro,upperdir=/.smelt/rw/upper,workdir=/.smelt/rw/work" "[mounts] $ROOTDEV /.smelt/ro squashfs ro" \
+      "[mounts] tmpfs /.smelt/rw tmpfs rw" "[mounts] tmpfs /run tmpfs rw" "[mounts] /proc/1/root/.smelt/ro/etc/hostname"} \
+      ${MEDIADEV:+"[mounts] $MEDIADEV /.smelt/media iso9660 ro"}; do
+    grep -qF -- "$line" "$1" || { echo "  MISSING: $line"; ok=1; }
+  done
+  if [ -n "$CHECK" ]; then
+    for fs in 'proc /proc proc' 'sysfs /sys sysfs' 'devtmpfs /dev devtmpfs'; do
+      n=$(grep -cF -- "[mounts] $fs" "$1" || true)
+      [ "$n" = 1 ] || { echo "  $fs mounted $n times, want 1"; ok=1; }
+    done
+  fi
+  grep -q 'smelt init: ' "$1" && { echo "  UNEXPECTED: $(grep 'smelt init: ' "$1" | head -1)"; ok=1; }
+  [ $ok = 0 ] || echo "FAIL $name: booted system is not as expected"
+  return $ok
 }
 
 fail=0; summary=
@@ -146,17 +194,20 @@ for c in $CASES; do
   r=0
   case $c in
     iso)  if has ata_piix && has sr_mod && has isofs; then
-            boot iso 'Welcome to smelt' 'refusing to boot' -cdrom "$W"/root.iso || r=1
+            ROOTDEV=/dev/loop0 MEDIADEV=/dev/sr0
+            boot iso "$BOOTED" 'refusing to boot' -cdrom "$W"/root.iso || r=1
           else r=2; fi ;;
     gpt)  if has virtio_blk; then
-            boot gpt 'Welcome to smelt' 'refusing to boot' -drive file="$W"/disk.img,if=virtio,format=raw || r=1
+            ROOTDEV=/dev/vda2 MEDIADEV=
+            boot gpt "$BOOTED" 'refusing to boot' -drive file="$W"/disk.img,if=virtio,format=raw || r=1
           else r=2; fi ;;
     flip) if has virtio_blk; then
             boot flip "root image sha256 mismatch on /dev/vda2: expected $SHA, got " 'Welcome to smelt' \
               -drive file="$W"/flip.img,if=virtio,format=raw || r=1
           else r=2; fi ;;
     usb)  if has xhci_pci && has usb_storage && has isofs; then
-            boot usb 'Welcome to smelt' 'refusing to boot' -device qemu-xhci,id=xhci \
+            ROOTDEV=/dev/loop0 MEDIADEV=/dev/sda
+            boot usb "$BOOTED" 'refusing to boot' -device qemu-xhci,id=xhci \
               -drive if=none,id=stick,file="$W"/root.iso,format=raw -device usb-storage,bus=xhci.0,drive=stick || r=1
           else r=2; fi ;;
     *) echo "unknown case $c"; r=1 ;;
