@@ -189,11 +189,21 @@ fn mount_root(sys: &dyn Sys, cfg: &Config, found: &Found) -> Result<(), String> 
 }
 
 /// The root's init: `/init` (what smelt images have), else `/sbin/init`.
+/// Looked up as directory entries, not by following them: an absolute
+/// symlink (`/sbin/init -> /bin/busybox`) means a path in the new root,
+/// which is not `/` yet.
 fn root_init(sys: &dyn Sys) -> Result<&'static str, String> {
-    ["/init", "/sbin/init"]
-        .into_iter()
-        .find(|p| sys.exists(&format!("{SYSROOT}{p}")))
-        .ok_or_else(|| "smelt stage1: the root image has no /init or /sbin/init".to_string())
+    let has = |dir: &str, name: &str| {
+        sys.list_dir(&format!("{SYSROOT}{dir}"))
+            .is_ok_and(|names| names.iter().any(|n| n == name))
+    };
+    if has("", "init") {
+        Ok("/init")
+    } else if has("/sbin", "init") {
+        Ok("/sbin/init")
+    } else {
+        Err("smelt stage1: the root image has no /init or /sbin/init".to_string())
+    }
 }
 
 /// Move /dev into the new root, unmount /proc and /sys, free the

@@ -677,6 +677,20 @@ mod tests {
     }
 
     #[test]
+    fn real_read_at_and_file_size() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("img");
+        std::fs::write(&p, b"0123456789").unwrap();
+        let p = p.to_str().unwrap();
+        let sys = RealSys::new();
+        assert_eq!(sys.read_at(p, 3, 4).unwrap(), b"3456");
+        assert_eq!(sys.read_at(p, 8, 100).unwrap(), b"89");
+        assert_eq!(sys.read_at(p, 50, 4).unwrap(), b"");
+        assert_eq!(sys.file_size(p).unwrap(), 10);
+        assert!(sys.read_at("/nonexistent/smelt-img", 0, 1).is_err());
+    }
+
+    #[test]
     fn real_uname_and_statfs() {
         let sys = RealSys::new();
         assert!(!sys.kernel_release().unwrap().is_empty());

@@ -8,6 +8,7 @@
 #   gpt    the root in partition 2 of a GPT disk on virtio-blk
 #   flip   the same disk with one byte of the image flipped: must refuse
 #   usb    the ISO as a USB stick on xHCI (usb-storage)
+#   none   no medium at all: must say what it tried and saw, after 30 s
 #
 #   images/init/tests/stage1-qemu.sh KERNEL MODULES_DIR [CASE…]  (as root)
 #
@@ -15,11 +16,12 @@
 # output needed; modinfo resolves dependencies). With the kernel's
 # config-RELEASE beside KERNEL the needed drivers' settings are printed
 # first. A case whose drivers the kernel lacks is reported as SKIP.
+# EXTRA_APPEND adds to the kernel command line (e.g. smelt.debug).
 # Needs qemu-system-x86_64, mksquashfs, xorriso, sgdisk, depmod, modinfo,
 # cpio, gzip, python3; runc and a static busybox for the mount-table check.
 set -eu
 KERNEL=$1; MODS=$2; shift 2
-CASES=${*:-iso gpt flip usb}
+CASES=${*:-iso gpt flip usb none}
 KR=$(basename "$MODS")
 HERE=$(cd "$(dirname "$0")/../../.." && pwd)
 (cd "$HERE" && cargo build -q -p smelt-init)
@@ -152,7 +154,7 @@ boot() {
   name=$1 want=$2 unwanted=$3; shift 3
   log=$W/console-$name.log; : > "$log"
   qemu-system-x86_64 -accel tcg -M pc -m 512 -no-reboot -nographic -serial stdio -monitor none \
-    -kernel "$KERNEL" -initrd "$W"/initrd.img -append "console=ttyS0 panic=-1" "$@" \
+    -kernel "$KERNEL" -initrd "$W"/initrd.img -append "console=ttyS0 panic=-1 ${EXTRA_APPEND:-}" "$@" \
     < /dev/null > "$log" 2>&1 &
   QPID=$!; t0=$(date +%s); got=
   while [ $(( $(date +%s) - t0 )) -lt 90 ] && kill -0 "$QPID" 2>/dev/null; do
@@ -210,6 +212,8 @@ for c in $CASES; do
             boot usb "$BOOTED" 'refusing to boot' -device qemu-xhci,id=xhci \
               -drive if=none,id=stick,file="$W"/root.iso,format=raw -device usb-storage,bus=xhci.0,drive=stick || r=1
           else r=2; fi ;;
+    none) boot none "smelt stage1: root not found after 30s: tried iso volume SMELT_TEST (path /smelt/root.squashfs), partition partuuid $UUID partlabel smelt-root-a ; block devices seen: sr0" \
+            'Welcome to smelt' || r=1 ;;
     *) echo "unknown case $c"; r=1 ;;
   esac
   case $r in 0) summary="$summary $c:PASS" ;; 1) summary="$summary $c:FAIL"; fail=1 ;;
