@@ -8,6 +8,7 @@
 #   gpt    the root in partition 2 of a GPT disk on virtio-blk
 #   flip   the same disk with one byte of the image flipped: must refuse
 #   usb    the ISO as a USB stick on xHCI (usb-storage)
+#   sata   the ISO on a q35 machine's CD drive (AHCI, as on real hardware)
 #   none   no medium at all: must say what it tried and saw, after 30 s
 #
 #   images/init/tests/stage1-qemu.sh KERNEL MODULES_DIR [CASE…]  (as root)
@@ -21,7 +22,7 @@
 # cpio, gzip, python3; runc and a static busybox for the mount-table check.
 set -eu
 KERNEL=$1; MODS=$2; shift 2
-CASES=${*:-iso gpt flip usb none}
+CASES=${*:-iso gpt flip usb sata none}
 KR=$(basename "$MODS")
 HERE=$(cd "$(dirname "$0")/../../.." && pwd)
 (cd "$HERE" && cargo build -q -p smelt-init)
@@ -153,7 +154,7 @@ has() {
 boot() {
   name=$1 want=$2 unwanted=$3; shift 3
   log=$W/console-$name.log; : > "$log"
-  qemu-system-x86_64 -accel tcg -M pc -m 512 -no-reboot -nographic -serial stdio -monitor none \
+  qemu-system-x86_64 -accel tcg -M "${MACHINE:-pc}" -m 512 -no-reboot -nographic -serial stdio -monitor none \
     -kernel "$KERNEL" -initrd "$W"/initrd.img -append "console=ttyS0 panic=-1 ${EXTRA_APPEND:-}" "$@" \
     < /dev/null > "$log" 2>&1 &
   QPID=$!; t0=$(date +%s); got=
@@ -211,6 +212,10 @@ for c in $CASES; do
             ROOTDEV=/dev/loop0 MEDIADEV=/dev/sda
             boot usb "$BOOTED" 'refusing to boot' -device qemu-xhci,id=xhci \
               -drive if=none,id=stick,file="$W"/root.iso,format=raw -device usb-storage,bus=xhci.0,drive=stick || r=1
+          else r=2; fi ;;
+    sata) if has ahci && has sr_mod && has isofs; then
+            ROOTDEV=/dev/loop0 MEDIADEV=/dev/sr0 MACHINE=q35
+            boot sata "$BOOTED" 'refusing to boot' -cdrom "$W"/root.iso || r=1; MACHINE=
           else r=2; fi ;;
     none) boot none "smelt stage1: root not found after 30s: tried iso volume SMELT_TEST (path /smelt/root.squashfs), partition partuuid $UUID partlabel smelt-root-a ; block devices seen: sr0" \
             'Welcome to smelt' || r=1 ;;
