@@ -146,7 +146,9 @@ pub fn setup(sys: &dyn Sys) -> Result<(), Fatal> {
     Ok(())
 }
 
-fn mount_api(sys: &dyn Sys, am: &ApiMount) -> io::Result<()> {
+/// Create the mount point and mount; `EBUSY` (already mounted there, e.g.
+/// moved in by stage 1) counts as done.
+pub fn mount_api(sys: &dyn Sys, am: &ApiMount) -> io::Result<()> {
     sys.mkdir_all(am.target, 0o755)?;
     match sys.mount(am.fstype, am.target, am.fstype, am.flags, am.data) {
         Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Ok(()),

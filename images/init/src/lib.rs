@@ -1,6 +1,8 @@
 //! smelt's PID 1: the init of every image smelt builds.
 //!
-//! In order: leave the initramfs for a tmpfs root ([`switchroot`]), mount
+//! On a stage-1 initramfs (one with `/etc/smelt/stage1.json`) find, check
+//! and mount the squashfs root and exec its init instead ([`stage1`]).
+//! Otherwise, in order: leave the initramfs for a tmpfs root ([`switchroot`]), mount
 //! the API filesystems and set up console, hostname and loopback
 //! ([`early`]), load `/etc/modules` and modalias drivers ([`modules`]),
 //! watch the power button ([`power`]), print a welcome line,
@@ -16,6 +18,10 @@
 pub mod bundle;
 pub mod copy;
 pub mod early;
+pub mod gpt;
+pub mod iso9660;
+pub mod locate;
+pub mod loopdev;
 pub mod modalias;
 pub mod modules;
 pub mod onboot;
@@ -23,10 +29,12 @@ pub mod output;
 pub mod power;
 pub mod services;
 pub mod shutdown;
+pub mod stage1;
 pub mod switchroot;
 pub mod sys;
 #[cfg(test)]
 mod testutil;
+pub mod wipe;
 
 use bundle::RUNC;
 use services::Supervisor;
@@ -64,6 +72,9 @@ fn uptime(sys: &dyn Sys) -> String {
 
 /// Run the system. Returns only on a fatal error, as its message.
 pub fn run(sys: &dyn Sys) -> String {
+    if stage1::active(sys) {
+        return stage1::run(sys);
+    }
     if switchroot::needed(sys) {
         return format!("switching root: {}", switchroot::switch(sys));
     }

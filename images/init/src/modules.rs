@@ -136,75 +136,109 @@ pub fn load(sys: &dyn Sys, release: &str) -> usize {
     let wanted = read(sys, "/etc/modules")
         .map(|t| parse_etc_modules(&t))
         .unwrap_or_default();
-    let dir = format!("/lib/modules/{release}");
-    let Some(dep) = read(sys, &format!("{dir}/modules.dep")) else {
+    let Some(mut loader) = Loader::new(sys, release) else {
         if !wanted.is_empty() {
             sys.log(&format!(
-                "smelt init: no {dir}/modules.dep: cannot load {}",
+                "smelt init: no /lib/modules/{release}/modules.dep: cannot load {}",
                 wanted.join(" ")
             ));
         }
         return 0;
     };
-    let deps = DepMap::parse(&dep);
-    let mut done = present(
-        &read(sys, "/proc/modules").unwrap_or_default(),
-        &read(sys, &format!("{dir}/modules.builtin")).unwrap_or_default(),
-    );
-    let mut loaded = load_set(sys, &dir, &deps, &wanted, &mut done, true);
+    let (mut loaded, missing) = loader.load(sys, &wanted);
+    for m in missing {
+        sys.log(&format!(
+            "smelt init: module {m} not found in {}/modules.dep",
+            loader.dir
+        ));
+    }
     let defaults: Vec<String> = DEFAULT_MODULES.iter().map(|m| m.to_string()).collect();
-    loaded += load_set(sys, &dir, &deps, &defaults, &mut done, false);
-    let aliases = Aliases::parse(&read(sys, &format!("{dir}/modules.alias")).unwrap_or_default());
+    loaded += loader.load(sys, &defaults).0;
     for _ in 0..ALIAS_PASSES {
-        let found = aliases.modules_for(&device_aliases(sys));
-        let new: Vec<String> = found.into_iter().filter(|m| !done.contains(m)).collect();
-        if new.is_empty() {
-            break;
+        match loader.autoload(sys) {
+            None => break,
+            Some(n) => loaded += n,
         }
-        loaded += load_set(sys, &dir, &deps, &new, &mut done, false);
     }
     loaded
 }
 
-/// Load `wanted` and their deps; every module tried is added to `done`
-/// (a failure is not retried). Unknown names are logged if `report`.
-fn load_set(
-    sys: &dyn Sys,
-    dir: &str,
-    deps: &DepMap,
-    wanted: &[String],
-    done: &mut BTreeSet<String>,
-    report: bool,
-) -> usize {
-    let (order, missing) = deps.order(wanted, done);
-    for m in missing {
-        done.insert(m.clone());
-        if report {
-            sys.log(&format!(
-                "smelt init: module {m} not found in {dir}/modules.dep"
-            ));
-        }
+/// The modules directory of one kernel, read once, and what was tried
+/// from it; stage 1 keeps one across its polls so each module is tried
+/// once however often the modalias pass runs.
+#[derive(Debug)]
+pub struct Loader {
+    /// `/lib/modules/RELEASE`.
+    pub dir: String,
+    deps: DepMap,
+    aliases: Aliases,
+    /// Loaded, built in, or tried: never tried again.
+    done: BTreeSet<String>,
+}
+
+impl Loader {
+    /// Read `modules.dep`, `modules.alias`, `modules.builtin` and
+    /// `/proc/modules`; None without `modules.dep`.
+    pub fn new(sys: &dyn Sys, release: &str) -> Option<Loader> {
+        let dir = format!("/lib/modules/{release}");
+        let deps = DepMap::parse(&read(sys, &format!("{dir}/modules.dep"))?);
+        let done = present(
+            &read(sys, "/proc/modules").unwrap_or_default(),
+            &read(sys, &format!("{dir}/modules.builtin")).unwrap_or_default(),
+        );
+        let aliases =
+            Aliases::parse(&read(sys, &format!("{dir}/modules.alias")).unwrap_or_default());
+        Some(Loader {
+            dir,
+            deps,
+            aliases,
+            done,
+        })
     }
-    let mut loaded = 0;
-    for name in order {
-        done.insert(name.clone());
-        let Some(rel) = deps.path(&name) else {
-            continue;
-        };
-        let path = format!("{dir}/{rel}");
-        let compressed = !rel.ends_with(".ko");
-        match sys.finit_module(&path, compressed) {
-            Ok(()) => loaded += 1,
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
-            // A driver matched by modalias that finds nothing it can drive
-            // (cpufreq drivers under QEMU) says ENODEV; udev is quiet too.
-            Err(e) if !report && e.raw_os_error() == Some(libc::ENODEV) => {}
-            Err(e) => sys.log(&format!(
-                "smelt init: loading module {name} from {path}: {e}"
-            )),
+
+    /// Load `wanted` and their deps (built-in and loaded ones skipped):
+    /// how many were loaded, and the names not in `modules.dep` (each
+    /// returned once over the loader's life).
+    pub fn load(&mut self, sys: &dyn Sys, wanted: &[String]) -> (usize, Vec<String>) {
+        let (order, missing) = self.deps.order(wanted, &self.done);
+        self.done.extend(missing.iter().cloned());
+        let mut loaded = 0;
+        for name in order {
+            self.done.insert(name.clone());
+            let Some(rel) = self.deps.path(&name) else {
+                continue;
+            };
+            let path = format!("{}/{rel}", self.dir);
+            let compressed = !rel.ends_with(".ko");
+            match sys.finit_module(&path, compressed) {
+                Ok(()) => loaded += 1,
+                Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                // A driver that finds nothing it can drive (cpufreq drivers
+                // matched by modalias under QEMU) says ENODEV; udev is quiet
+                // about it too.
+                Err(e) if e.raw_os_error() == Some(libc::ENODEV) => {}
+                Err(e) => sys.log(&format!(
+                    "smelt init: loading module {name} from {path}: {e}"
+                )),
+            }
         }
+        (loaded, missing)
     }
-    loaded
+
+    /// One modalias pass: load the drivers of devices present now that
+    /// were not tried yet; how many were loaded, None if there was none
+    /// to try.
+    pub fn autoload(&mut self, sys: &dyn Sys) -> Option<usize> {
+        let found = self.aliases.modules_for(&device_aliases(sys));
+        let new: Vec<String> = found
+            .into_iter()
+            .filter(|m| !self.done.contains(m))
+            .collect();
+        if new.is_empty() {
+            return None;
+        }
+        Some(self.load(sys, &new).0)
+    }
 }
 
 #[cfg(test)]

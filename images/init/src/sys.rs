@@ -92,6 +92,29 @@ pub trait Sys {
     /// Watch `/dev/input/event*` for the power button (SIGPWR to PID 1 on
     /// a press); returns how many devices are watched.
     fn watch_power_button(&self) -> usize;
+
+    // Stage 1 (`stage1`, `locate`, `loopdev`).
+
+    /// Up to `len` bytes of `path` from byte `offset`; fewer only at its end.
+    fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>>;
+    /// `stat(2)` size of `path` in bytes.
+    fn file_size(&self, path: &str) -> io::Result<u64>;
+    /// `mknod(2)` a block device node, mode 0600.
+    fn mknod_block(&self, path: &str, major: u32, minor: u32) -> io::Result<()>;
+    /// `LOOP_CTL_GET_FREE` on `/dev/loop-control`: a free loop device's number.
+    fn loop_get_free(&self) -> io::Result<u32>;
+    /// `LOOP_CONFIGURE` (Linux 5.8+): attach `backing` to the loop device
+    /// `dev`, read-only, in one call.
+    fn loop_configure(&self, dev: &str, backing: &str) -> io::Result<()>;
+    /// The pre-5.8 way: `LOOP_SET_FD` then `LOOP_SET_STATUS64`, read-only.
+    fn loop_set_fd(&self, dev: &str, backing: &str) -> io::Result<()>;
+    /// Delete everything under `root` that is on `root`'s filesystem,
+    /// without entering other mounts (busybox `switch_root`'s
+    /// `delete_contents`); best effort.
+    fn delete_same_fs(&self, root: &str) -> io::Result<()>;
+    fn sleep(&self, d: Duration);
+    /// Stop for good (PID 1 must never exit); the real one never returns.
+    fn halt(&self);
 }
 
 /// The signals PID 1 handles; blocked and taken with `sigtimedwait`.
@@ -477,6 +500,150 @@ impl Sys for RealSys {
         }
         n
     }
+
+    fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let f = open_ro(path)?;
+        let mut buf = vec![0u8; len];
+        let mut got = 0;
+        while got < len {
+            match f.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(got);
+        Ok(buf)
+    }
+
+    fn file_size(&self, path: &str) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
+    }
+
+    fn mknod_block(&self, path: &str, major: u32, minor: u32) -> io::Result<()> {
+        mknod(
+            Path::new(path),
+            libc::S_IFBLK | 0o600,
+            libc::makedev(major, minor),
+        )
+    }
+
+    fn loop_get_free(&self) -> io::Result<u32> {
+        let ctl = open_ro("/dev/loop-control")?;
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument.
+        let n = unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(n as u32)
+    }
+
+    fn loop_configure(&self, dev: &str, backing: &str) -> io::Result<()> {
+        // Both opened read-only: the kernel then marks the device read-only
+        // whatever the flags say (drivers/block/loop.c, loop_configure).
+        let file = open_ro(backing)?;
+        let loopdev = open_ro(dev)?;
+        let cfg = LoopConfig {
+            fd: file.as_raw_fd() as u32,
+            block_size: 0,
+            info: loop_info(backing),
+            reserved: [0; 8],
+        };
+        // SAFETY: `cfg` is a valid loop_config; the fds are open.
+        check(unsafe { libc::ioctl(loopdev.as_raw_fd(), LOOP_CONFIGURE as _, &cfg) })
+    }
+
+    fn loop_set_fd(&self, dev: &str, backing: &str) -> io::Result<()> {
+        let file = open_ro(backing)?;
+        let loopdev = open_ro(dev)?;
+        let fd = loopdev.as_raw_fd();
+        // SAFETY: LOOP_SET_FD takes the backing fd as its argument.
+        check(unsafe { libc::ioctl(fd, LOOP_SET_FD as _, file.as_raw_fd() as libc::c_ulong) })?;
+        let info = loop_info(backing);
+        // SAFETY: `info` is a valid loop_info64.
+        if let Err(e) = check(unsafe { libc::ioctl(fd, LOOP_SET_STATUS64 as _, &info) }) {
+            // SAFETY: LOOP_CLR_FD takes no argument; detach what we attached.
+            unsafe { libc::ioctl(fd, LOOP_CLR_FD as _, 0) };
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn delete_same_fs(&self, root: &str) -> io::Result<()> {
+        crate::wipe::delete_same_fs(Path::new(root))
+    }
+
+    fn sleep(&self, d: Duration) {
+        std::thread::sleep(d);
+    }
+
+    fn halt(&self) {
+        halt_forever();
+    }
+}
+
+// include/uapi/linux/loop.h
+const LOOP_SET_FD: libc::c_ulong = 0x4C00;
+const LOOP_CLR_FD: libc::c_ulong = 0x4C01;
+const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
+const LOOP_CONFIGURE: libc::c_ulong = 0x4C0A;
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+const LO_FLAGS_READ_ONLY: u32 = 1;
+const LO_NAME_SIZE: usize = 64;
+
+/// `struct loop_info64` (include/uapi/linux/loop.h), 232 bytes.
+#[repr(C)]
+struct LoopInfo64 {
+    lo_device: u64,
+    lo_inode: u64,
+    lo_rdevice: u64,
+    lo_offset: u64,
+    lo_sizelimit: u64,
+    lo_number: u32,
+    lo_encrypt_type: u32,
+    lo_encrypt_key_size: u32,
+    lo_flags: u32,
+    lo_file_name: [u8; LO_NAME_SIZE],
+    lo_crypt_name: [u8; LO_NAME_SIZE],
+    lo_encrypt_key: [u8; 32],
+    lo_init: [u64; 2],
+}
+
+/// `struct loop_config`, 304 bytes.
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
+const _: () = assert!(std::mem::size_of::<LoopInfo64>() == 232);
+const _: () = assert!(std::mem::size_of::<LoopConfig>() == 304);
+
+/// Read-only status naming `backing` (truncated, as losetup does).
+fn loop_info(backing: &str) -> LoopInfo64 {
+    // SAFETY: LoopInfo64 is plain integers and byte arrays: zero is valid.
+    let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
+    info.lo_flags = LO_FLAGS_READ_ONLY;
+    for (d, s) in info
+        .lo_file_name
+        .iter_mut()
+        .zip(backing.bytes().take(LO_NAME_SIZE - 1))
+    {
+        *d = s;
+    }
+    info
+}
+
+fn open_ro(path: &str) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// Block forever (PID 1 must never exit: that panics the kernel).
@@ -512,6 +679,20 @@ mod tests {
             None => assert!(t.elapsed() >= Duration::from_millis(40)),
             Some(sig) => assert_eq!(sig, libc::SIGCHLD),
         }
+    }
+
+    #[test]
+    fn real_read_at_and_file_size() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("img");
+        std::fs::write(&p, b"0123456789").unwrap();
+        let p = p.to_str().unwrap();
+        let sys = RealSys::new();
+        assert_eq!(sys.read_at(p, 3, 4).unwrap(), b"3456");
+        assert_eq!(sys.read_at(p, 8, 100).unwrap(), b"89");
+        assert_eq!(sys.read_at(p, 50, 4).unwrap(), b"");
+        assert_eq!(sys.file_size(p).unwrap(), 10);
+        assert!(sys.read_at("/nonexistent/smelt-img", 0, 1).is_err());
     }
 
     #[test]

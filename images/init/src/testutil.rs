@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use crate::sys::{Action, Sys};
 
+/// Files to add: (path, contents).
+pub type Files = Vec<(String, Vec<u8>)>;
+
 #[derive(Default)]
 pub struct FakeSys {
     pub calls: RefCell<Vec<String>>,
@@ -29,6 +32,17 @@ pub struct FakeSys {
     pub release: String,
     pub root_magic: i64,
     pub env: BTreeMap<String, String>,
+    /// Files that appear at each `sleep`, one batch per call (devices
+    /// showing up while stage 1 polls).
+    pub later: RefCell<VecDeque<Files>>,
+    /// How long each `read_at` takes on the fake clock.
+    pub read_delay: Cell<Duration>,
+    /// Numbers `loop_get_free` returns, in order; then 0.
+    pub free_loops: RefCell<VecDeque<u32>>,
+    /// errno of `loop_configure`/`loop_set_fd` per loop device.
+    pub loop_errors: BTreeMap<String, i32>,
+    /// `loop_configure` fails with ENOTTY (a pre-5.8 kernel).
+    pub no_loop_configure: bool,
 }
 
 impl FakeSys {
@@ -63,6 +77,16 @@ impl FakeSys {
 
     fn call(&self, s: String) {
         self.calls.borrow_mut().push(s);
+    }
+
+    /// Attach: the loop device reads as its backing file from now on.
+    fn attach(&self, dev: &str, backing: &str) -> io::Result<()> {
+        if let Some(&e) = self.loop_errors.get(dev) {
+            return Err(io::Error::from_raw_os_error(e));
+        }
+        let data = self.read_file(backing)?;
+        self.files.borrow_mut().insert(dev.to_string(), data);
+        Ok(())
     }
 }
 
@@ -221,5 +245,49 @@ impl Sys for FakeSys {
     fn reboot(&self, action: Action) -> io::Error {
         self.call(format!("reboot {action:?}"));
         io::Error::other("fake reboot")
+    }
+    fn read_at(&self, path: &str, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+        self.clock.set(self.clock.get() + self.read_delay.get());
+        let files = self.files.borrow();
+        let data = files.get(path).ok_or_else(|| enoent(path))?;
+        let start = (offset as usize).min(data.len());
+        let end = start.saturating_add(len).min(data.len());
+        Ok(data[start..end].to_vec())
+    }
+    fn file_size(&self, path: &str) -> io::Result<u64> {
+        Ok(self.read_file(path)?.len() as u64)
+    }
+    fn mknod_block(&self, path: &str, major: u32, minor: u32) -> io::Result<()> {
+        self.call(format!("mknod {path} b {major}:{minor}"));
+        self.files.borrow_mut().insert(path.to_string(), Vec::new());
+        Ok(())
+    }
+    fn loop_get_free(&self) -> io::Result<u32> {
+        self.call("loop_get_free".into());
+        Ok(self.free_loops.borrow_mut().pop_front().unwrap_or(0))
+    }
+    fn loop_configure(&self, dev: &str, backing: &str) -> io::Result<()> {
+        self.call(format!("loop_configure {dev} {backing}"));
+        if self.no_loop_configure {
+            return Err(io::Error::from_raw_os_error(libc::ENOTTY));
+        }
+        self.attach(dev, backing)
+    }
+    fn loop_set_fd(&self, dev: &str, backing: &str) -> io::Result<()> {
+        self.call(format!("loop_set_fd {dev} {backing}"));
+        self.attach(dev, backing)
+    }
+    fn delete_same_fs(&self, root: &str) -> io::Result<()> {
+        self.call(format!("delete_same_fs {root}"));
+        Ok(())
+    }
+    fn sleep(&self, d: Duration) {
+        self.clock.set(self.clock.get() + d);
+        if let Some(batch) = self.later.borrow_mut().pop_front() {
+            self.files.borrow_mut().extend(batch);
+        }
+    }
+    fn halt(&self) {
+        self.call("halt".into());
     }
 }
