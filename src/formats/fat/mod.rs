@@ -19,13 +19,14 @@
 //! [`FatOptions::mtime`] (creation, write and access), clamped into FAT's
 //! 1980-2107 range ([`dir::DosTime::from_unix`]).
 //!
-//! Non-goals: symlinks, devices, fifos, sockets, owners and modes (FAT has
-//! none: they are errors, not silently dropped, except modes and owners
-//! which FAT cannot store at all); hardlinks (each name gets its own copy of
-//! the data); files of 4 GiB or more (`DIR_FileSize` is 32 bits: error);
-//! non-UTF-8 names and names with `"*/:<>?\|` (error); names differing only
-//! in case (FAT compares case-insensitively: error); bootable FAT (the boot
-//! code only passes control to the next boot device); exFAT.
+//! Non-goals and limits: symlinks, devices, fifos and sockets (errors
+//! naming the path, never silently dropped); owners and modes (FAT has none:
+//! they are ignored); hardlinks (each name gets its own copy of the data);
+//! files of 4 GiB or more (`DIR_FileSize` is 32 bits: error); non-UTF-8
+//! names, names with `"*/:<>?\|` or control characters, names differing
+//! only in case (FAT compares case-insensitively): errors; bootable FAT (the
+//! boot code only passes control to the next boot device); exFAT; sectors
+//! other than 512 bytes.
 
 mod boot;
 pub mod dir;

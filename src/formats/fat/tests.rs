@@ -305,3 +305,27 @@ fn empty_tree_and_no_label() {
     assert_eq!(layout.size % 65_536, 0);
     fsck(&img, FatType::Fat12);
 }
+
+#[test]
+fn big_fat16_root_grows_past_512_entries() {
+    let mut t = FsTree::new();
+    for i in 0..300 {
+        let name = format!("root file with a long name {i:03}.txt");
+        t.insert(Path::new(&name), file(b"r")).unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("r.img");
+    let o = FatOptions {
+        kind: Some(FatType::Fat16),
+        size: Some(8 << 20),
+        ..opts()
+    };
+    write_to(&t, &o, &img);
+    let raw = std::fs::read(&img).unwrap();
+    let root_entries = u16::from_le_bytes([raw[17], raw[18]]);
+    // 300 names x (3 long + 1 short) + the label.
+    assert_eq!(root_entries, 1216, "BPB_RootEntCnt rounded to a sector");
+    fsck(&img, FatType::Fat16);
+    let listing = String::from_utf8(mtools("mdir", &img, &["-b", "::"])).unwrap();
+    assert_eq!(listing.lines().count(), 300, "{listing}");
+}
