@@ -118,3 +118,169 @@ fn ovmf_boots_esp_from_usb_disk() {
     std::fs::write(&iso, raw).unwrap();
     boot_until(true, usb(&iso), EFI_MARKER);
 }
+
+/// Modules the read check loads, in dependency order (Debian 6.1 kernels
+/// build all of them as modules).
+const LINUX_MODULES: &[&str] = &[
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_legacy_dev",
+    "virtio_pci_modern_dev",
+    "virtio_pci",
+    "virtio_blk",
+    "cdrom",
+    "isofs",
+    "fat",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "nls_utf8",
+];
+
+/// The guest's script: mount the ISO (virtio disk `vda`) and the hybrid
+/// image's ESP (`vdb1`, found through the GPT), and print what Linux sees.
+const LINUX_INIT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
+for m in $MODULES; do insmod /m/$m.ko; done
+sleep 1
+mount -t iso9660 -o ro /dev/vda /mnt
+for p in bin/su etc/a home/user/b etc/empty dev/null dev/sda run/fifo sbin collide/READ.ME collide/Read.me collide/read.me long/link; do
+  stat -c 'STAT %n %A %h %u:%g %s %t:%T' /mnt/$p
+done
+echo "LINK $(readlink /mnt/long/link | wc -c)"
+echo "DEEP $(cat /mnt/a/b/c/d/e/f/g/h/i/j/deep.txt)"
+echo "MANY $(ls /mnt/many | wc -l)"
+echo "BIG $(md5sum /mnt/big.bin)"
+mount -t vfat -o ro /dev/vdb1 /esp
+echo "ESP $(cat /esp/loader/loader.conf) $(stat -c %s /esp/EFI/BOOT/BOOTX64.EFI)"
+dmesg | grep 'ISO 9660 Extensions'
+echo LINUX-CHECK-DONE
+poweroff -f
+"#;
+
+/// Linux's own isofs and vfat read both writers' output: Rock Ridge names,
+/// modes, owners, link counts, devices, long symlinks through `CE`, and the
+/// ESP found through the GPT. Needs a Debian-style kernel tree (`boot/vmlinuz-*`
+/// and `lib/modules/*/kernel/...`), e.g. one unpacked from linux-image-cloud-amd64:
+/// `SMELT_TEST_KERNEL_DIR=DIR cargo test --lib linux_reads -- --ignored`.
+#[test]
+#[ignore = "needs SMELT_TEST_KERNEL_DIR (an unpacked Debian kernel package)"]
+fn linux_reads_rock_ridge_and_the_esp() {
+    let dir = std::env::var_os("SMELT_TEST_KERNEL_DIR").expect("SMELT_TEST_KERNEL_DIR");
+    let dir = Path::new(&dir);
+    let find = |pred: &dyn Fn(&Path) -> bool| {
+        walk_files(dir)
+            .into_iter()
+            .find(|p| pred(p))
+            .unwrap_or_else(|| panic!("not found under {dir:?}"))
+    };
+    let kernel = find(&|p| {
+        p.file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz"))
+    });
+    let mut initrd = crate::tree::FsTree::new();
+    let host = |p: &Path| {
+        let len = std::fs::metadata(p).unwrap().len();
+        let content = crate::tree::Content::Host {
+            path: std::sync::Arc::new(p.into()),
+            len,
+        };
+        crate::tree::Node::file(crate::tree::testutil::meta(0o755, 0), content)
+    };
+    initrd
+        .insert(
+            Path::new("bin/busybox"),
+            host(Path::new("/usr/bin/busybox")),
+        )
+        .unwrap();
+    for m in LINUX_MODULES {
+        let ko = find(&|p| {
+            p.file_name()
+                .is_some_and(|n| n == format!("{m}.ko").as_str())
+        });
+        initrd
+            .insert(&Path::new("m").join(format!("{m}.ko")), host(&ko))
+            .unwrap();
+    }
+    let init = LINUX_INIT.replace("$MODULES", &LINUX_MODULES.join(" "));
+    let init = crate::tree::Node::file(
+        crate::tree::testutil::meta(0o755, 0),
+        crate::tree::testutil::bytes(init.as_bytes()),
+    );
+    initrd.insert(Path::new("init"), init).unwrap();
+    for d in ["proc", "sys", "dev", "mnt", "esp"] {
+        initrd
+            .insert(Path::new(d), crate::tree::testutil::dir(0o755))
+            .unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let initrd_path = tmp.path().join("initrd.cpio");
+    let f = std::fs::File::create(&initrd_path).unwrap();
+    crate::formats::cpio::write_newc(&initrd, f, &Default::default()).unwrap();
+    let rich = tmp.path().join("rich.iso");
+    write_to(
+        &super::tests::rich_tree(),
+        &super::tests::plain_opts(),
+        &rich,
+    );
+    let hybrid = tmp.path().join("gpt.iso");
+    write_to(&boot_tree(), &boot_opts(true, true), &hybrid);
+    let config = BootConfig {
+        kernel: Some(kernel),
+        initrd: Some(initrd_path),
+        cmdline: Some("console=ttyS0 quiet".into()),
+        mem_mib: 512,
+        timeout: Duration::from_secs(120),
+        accel: Accel::Tcg,
+        disks: vec![rich, hybrid],
+        ..BootConfig::default()
+    };
+    let _one_at_a_time = QEMU.lock().unwrap_or_else(|e| e.into_inner());
+    let result = config.boot().unwrap();
+    let c = &result.console;
+    assert!(
+        c.contains("LINUX-CHECK-DONE"),
+        "{c}\n{}",
+        result.stderr_tail
+    );
+    for want in [
+        "STAT /mnt/bin/su -rwsr-xr-x 1 0:0 18 0:0",
+        "STAT /mnt/etc/a -rw-r--r-- 2 1000:1000 11 0:0",
+        "STAT /mnt/home/user/b -rw-r--r-- 2 1000:1000 11 0:0",
+        "STAT /mnt/etc/empty -rw------- 1 0:0 0 0:0",
+        "STAT /mnt/dev/null crw-rw-rw- 1 0:0 0 1:3",
+        "STAT /mnt/dev/sda brw-rw---- 1 6:6 0 8:0",
+        "STAT /mnt/run/fifo prw-r--r-- 1 0:0 0 0:0",
+        "STAT /mnt/sbin lrwxrwxrwx 1 0:0 3 0:0",
+        "STAT /mnt/collide/READ.ME -rw-r--r-- 1 0:0 1 0:0",
+        "STAT /mnt/collide/Read.me -rw-r--r-- 1 0:0 1 0:0",
+        "STAT /mnt/collide/read.me -rw-r--r-- 1 0:0 1 0:0",
+        "STAT /mnt/long/link lrwxrwxrwx 1 0:0 600 0:0",
+        "LINK 601",
+        "DEEP deep",
+        "MANY 80",
+        "BIG b0e7398c642d2ebe39fc87fa66a1ed65",
+        "ESP timeout 3 140891",
+        "ISO 9660 Extensions: RRIP_1991A",
+    ] {
+        assert!(c.contains(want), "{want:?} not in\n{c}");
+    }
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -97,7 +97,7 @@ pub fn boot_opts(hybrid: bool, gpt: bool) -> IsoOptions {
     }
 }
 
-fn plain_opts() -> IsoOptions {
+pub fn plain_opts() -> IsoOptions {
     IsoOptions {
         volume_id: "PLAIN".into(),
         mtime: 1_700_000_000,
@@ -110,7 +110,7 @@ fn plain_opts() -> IsoOptions {
 
 /// `sample_tree` plus names and targets long enough to need continuation
 /// areas, primary-name collisions, a directory spanning sectors, depth.
-fn rich_tree() -> FsTree {
+pub fn rich_tree() -> FsTree {
     let mut t = sample_tree();
     let mut ins = |p: &str, n: Node| t.insert(Path::new(p), n).unwrap();
     let long_name = "n".repeat(240);
