@@ -102,6 +102,32 @@ fn ovmf_boots_efi_image_from_cdrom() {
     boot_until(true, vec!["-cdrom".into(), iso], EFI_MARKER);
 }
 
+/// An EFI image over 32 MiB: its El Torito Sector Count overflows 16 bits
+/// and is written as 0, which OVMF reads as "to the end of the medium".
+#[test]
+fn ovmf_boots_large_efi_image_from_cdrom() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut tree = boot_tree();
+    let big = super::tests::efi_image(Some(40 << 20));
+    let node = crate::tree::Node::file(
+        crate::tree::testutil::meta(0o644, 0),
+        crate::tree::testutil::bytes(&big),
+    );
+    tree.insert(Path::new("boot/efi.img"), node).unwrap();
+    let iso = tmp.path().join("big-efi.iso");
+    let layout = write_to(&tree, &boot_opts(false, false), &iso);
+    let catalog = layout.files[Path::new("isolinux/boot.cat")].lba.offset() as usize;
+    let raw = std::fs::read(&iso).unwrap();
+    assert_eq!(
+        &raw[catalog + 96 + 6..catalog + 96 + 8],
+        &[0, 0],
+        "Sector Count 0"
+    );
+    drop(raw);
+    let iso = iso.display().to_string();
+    boot_until(true, vec!["-cdrom".into(), iso], EFI_MARKER);
+}
+
 /// With the catalog's EFI entry made non-bootable, OVMF can only find the
 /// loader through the hybrid partition tables' ESP (EDK2 may also read El
 /// Torito from a 512-byte-sector disk, which would hide a broken GPT).

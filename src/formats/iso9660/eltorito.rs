@@ -98,11 +98,13 @@ pub fn patch_boot_info(image: &mut [u8], pvd: Lba, lba: Lba) {
 }
 
 /// The Sector Count for an EFI image of `len` bytes: its size in 512-byte
-/// sectors, or 0 when that does not fit 16 bits. EDK2's PartitionDxe
-/// (ElTorito.c `PartitionInstallElToritoChildHandles`) then makes the
-/// partition run to the end of the medium ("SectorCount < 2 ... whole CD"),
-/// and the FAT driver reads the volume size from its BPB, so OVMF boots
-/// either way.
+/// sectors (what xorriso writes: 2880 for a 1.44 MB image), or 0 when that
+/// does not fit 16 bits. OVMF copes with both: EDK2's PartitionDxe
+/// (ElTorito.c `PartitionInstallElToritoChildHandles`) makes a child block
+/// device of `SectorCount` *medium* blocks for no-emulation entries (so 4x
+/// the image on a 2048-byte CD, which is harmless) and of the rest of the
+/// medium when the count is below 2; the FAT driver then takes the volume
+/// size from the image's own BPB.
 pub fn efi_sectors(len: u64) -> u16 {
     u16::try_from(len.div_ceil(512)).unwrap_or(0)
 }

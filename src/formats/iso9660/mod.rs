@@ -57,7 +57,7 @@ use self::eltorito::{BootEntry, PLATFORM_EFI, PLATFORM_X86};
 use self::plan::{Plan, Rec, record_len};
 pub use self::records::Lba;
 use self::records::{DirRecord, PrimaryVolume, SECTOR, SYSTEM_AREA_SECTORS};
-use super::{CountingWriter, IO_BUFFER, WriteError, copy_content};
+use super::{IO_BUFFER, WriteError, copy_content};
 use crate::tree::FsTree;
 
 /// The largest BIOS boot image read into memory to patch its boot info
@@ -103,7 +103,9 @@ pub struct EfiBoot {
     pub image: PathBuf,
 }
 
-/// isohybrid: an MBR, and optionally a GPT, in the System Area.
+/// isohybrid: an MBR, and optionally a GPT, in the System Area. Without a
+/// BIOS entry the boot image LBA at MBR offset 432 is 0 (pass boot code
+/// that does not need it, or zeros, for a UEFI-only stick).
 #[derive(Clone, Debug)]
 pub struct Hybrid {
     /// MBR boot code (syslinux's isohdpfx.bin); bytes 0..432 are used.
@@ -204,7 +206,7 @@ pub fn write_iso(
     validate(opts)?;
     let plan = Plan::new(tree, opts)?;
     let mut w = Out {
-        w: BufWriter::with_capacity(IO_BUFFER, CountingWriter::new(out)),
+        w: BufWriter::with_capacity(IO_BUFFER, out),
         pos: 0,
     };
     let hyb = hybrid_plan(&plan, opts);
@@ -259,7 +261,7 @@ fn meta_io(source: std::io::Error) -> IsoError {
 
 /// The output and the byte position reached.
 struct Out<W: Write> {
-    w: BufWriter<CountingWriter<W>>,
+    w: BufWriter<W>,
     pos: u64,
 }
 

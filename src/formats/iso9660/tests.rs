@@ -42,7 +42,7 @@ fn file(c: Content) -> Node {
 /// The FAT image for the EFI entry: systemd-boot as the removable-media
 /// loader and a loader.conf whose timeout the boot test sees on the serial
 /// console ([`EFI_MARKER`]).
-pub fn efi_image() -> Vec<u8> {
+pub fn efi_image(size: Option<u64>) -> Vec<u8> {
     let mut t = FsTree::new();
     let mut ins = |p: &str, n: Node| t.insert(Path::new(p), n).unwrap();
     ins("EFI/BOOT/BOOTX64.EFI", file(host(SYSTEMD_BOOT)));
@@ -52,7 +52,7 @@ pub fn efi_image() -> Vec<u8> {
         volume_id: 0x5E17_0001,
         mtime: 1_700_000_000,
         kind: None,
-        size: None,
+        size,
         hidden_sectors: 0,
     };
     let mut out = Vec::new();
@@ -69,7 +69,7 @@ pub fn boot_tree() -> FsTree {
     ins("isolinux/ldlinux.c32", file(host(LDLINUX)));
     let cfg = format!("SERIAL 0 115200\nSAY {ISOLINUX_MARKER}\nPROMPT 0\n");
     ins("isolinux/isolinux.cfg", file(bytes(cfg.as_bytes())));
-    ins("boot/efi.img", file(bytes(&efi_image())));
+    ins("boot/efi.img", file(bytes(&efi_image(None))));
     ins("boot/vmlinuz", file(bytes(b"not a kernel")));
     ins("README.txt", file(bytes(b"smelt test image\n")));
     t.set_mtime_all(1_700_000_000);
