@@ -22,24 +22,54 @@ pub enum Format {
     /// `NAME.tar`: the root tree, kernel at `boot/kernel`.
     #[serde(rename = "tar")]
     Tar,
+    /// `NAME-kernel`, `NAME-initrd.img` (stage 1), `NAME-cmdline`,
+    /// `NAME-squashfs.img`.
+    #[serde(rename = "kernel+squashfs")]
+    KernelSquashfs,
+    /// `NAME.efi`: the unified kernel image.
+    #[serde(rename = "uki")]
+    Uki,
+    /// `NAME.iso`: hybrid ISO, BIOS and UEFI, CD and USB stick.
+    #[serde(rename = "iso")]
+    Iso,
 }
+
+/// The boot firmware image the ISO and UKI take isolinux and systemd-stub
+/// from.
+pub const BOOT_FIRMWARE: &str = "smelt/boot:latest";
 
 impl FromStr for Format {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> anyhow::Result<Format> {
+        // LinuxKit's BIOS/EFI-only names map to the hybrid outputs, so
+        // LinuxKit build scripts keep working.
         match s {
             "kernel+initrd" => Ok(Format::KernelInitrd),
             "tar" => Ok(Format::Tar),
-            other => bail!("unknown output format {other:?} (supported: kernel+initrd, tar)"),
+            "kernel+squashfs" => Ok(Format::KernelSquashfs),
+            "uki" => Ok(Format::Uki),
+            "iso" | "iso-bios" | "iso-efi" | "iso-efi-initrd" => Ok(Format::Iso),
+            other => bail!(
+                "unknown output format {other:?} (supported: kernel+initrd, tar, kernel+squashfs, uki, iso; LinuxKit's iso-bios, iso-efi)"
+            ),
         }
     }
 }
 
 impl Format {
+    /// Whether the format boots from a squashfs root (and needs the boot
+    /// firmware image).
+    pub fn needs_boot_media(self) -> bool {
+        matches!(self, Format::KernelSquashfs | Format::Uki | Format::Iso)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Format::KernelInitrd => "kernel+initrd",
             Format::Tar => "tar",
+            Format::KernelSquashfs => "kernel+squashfs",
+            Format::Uki => "uki",
+            Format::Iso => "iso",
         }
     }
 }
@@ -96,7 +126,16 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildSummary> {
     let lock_path = first.with_file_name(format!("{name}.lock"));
     let lock = LockFile::read(&lock_path)?;
 
-    let root = assemble::assemble(&spec, &resolver, epoch)?;
+    let mut root = assemble::assemble(&spec, &resolver, epoch)?;
+    let mut formats = opts.formats.clone();
+    formats.sort();
+    formats.dedup();
+    let boot_media = formats.iter().any(|f| f.needs_boot_media());
+    let firmware = if boot_media {
+        assemble::boot_firmware(&mut root, &resolver, BOOT_FIRMWARE)?
+    } else {
+        crate::tree::FsTree::new()
+    };
     let pins: BTreeMap<String, String> = root
         .images
         .iter()
@@ -108,9 +147,8 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildSummary> {
 
     let mut outputs = OutputSet::new(&opts.out_dir)
         .with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
-    let mut formats = opts.formats.clone();
-    formats.sort();
-    formats.dedup();
+    let mut media =
+        crate::artifacts::boot::BootMedia::new(&name, &root, firmware, epoch, spec.root_options());
     for f in &formats {
         match f {
             Format::KernelInitrd => crate::artifacts::initrd::write_kernel_initrd(
@@ -123,6 +161,9 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildSummary> {
             Format::Tar => {
                 crate::artifacts::tarball::write_tar(&mut outputs, &name, &root, &reporter)?
             }
+            Format::KernelSquashfs => media.write_kernel_squashfs(&mut outputs, &reporter)?,
+            Format::Uki => media.write_uki(&mut outputs, &reporter)?,
+            Format::Iso => media.write_iso(&mut outputs, &reporter)?,
         }
     }
     let manifest = manifest::build(&name, epoch, &formats, &root, &outputs)?;

@@ -284,3 +284,34 @@ fn create_mount_points(root: &mut FsTree, b: &BundleMounts) -> anyhow::Result<()
     }
     Ok(())
 }
+
+/// The boot firmware image (`smelt/boot`: isolinux, its MBR, systemd-stub)
+/// as a tree of its own, pinned in the manifest as role `boot`; never part
+/// of the root.
+pub fn boot_firmware(
+    a: &mut Assembled,
+    resolver: &Resolver,
+    reference: &str,
+) -> anyhow::Result<FsTree> {
+    let parsed = Reference::parse(reference)
+        .with_context(|| format!("boot firmware image reference {reference:?}"))?;
+    let r = ImageRef {
+        text: reference.to_string(),
+        reference: parsed,
+        origin: Default::default(),
+    };
+    let image = pull(a, resolver, &r, "boot".to_string())?;
+    let mut t = FsTree::new();
+    apply_image(&mut t, resolver, &image, &r)?;
+    Ok(t)
+}
+
+/// The bytes of a regular file in `tree`, for the few small boot files
+/// (isolinux.bin, the stub, the kernel) that writers need in memory.
+pub fn read_file(tree: &FsTree, path: &str) -> anyhow::Result<Vec<u8>> {
+    let content = file_content(tree, path).with_context(|| format!("no file /{path}"))?;
+    let mut out = Vec::with_capacity(content.len() as usize);
+    std::io::Read::read_to_end(&mut content.open()?, &mut out)
+        .with_context(|| format!("reading /{path} from {}", content.origin()))?;
+    Ok(out)
+}

@@ -66,6 +66,11 @@ pub struct BootConfig {
     /// A UNIX socket for QEMU's human monitor, so a caller can press the
     /// ACPI power button ([`RunningVm::monitor`]); none by default.
     pub monitor: Option<PathBuf>,
+    /// QEMU machine type: `q35` (default) or `pc` (i440fx: IDE CD and
+    /// disks, for kernels without AHCI such as Debian's cloud kernel).
+    pub machine: &'static str,
+    /// A CD-ROM image (an ISO), on the machine's own CD controller.
+    pub cdrom: Option<PathBuf>,
 }
 
 impl Default for BootConfig {
@@ -84,6 +89,8 @@ impl Default for BootConfig {
             forwards: Vec::new(),
             extra_args: Vec::new(),
             monitor: None,
+            machine: "q35",
+            cdrom: None,
         }
     }
 }
@@ -126,7 +133,7 @@ impl BootConfig {
     pub fn args(&self) -> Vec<String> {
         let mut a: Vec<String> = vec![
             "-machine".into(),
-            format!("q35,accel={}", self.accel.resolve()),
+            format!("{},accel={}", self.machine, self.accel.resolve()),
             "-m".into(),
             self.mem_mib.to_string(),
             "-display".into(),
@@ -154,6 +161,9 @@ impl BootConfig {
         }
         if self.uefi {
             a.extend(["-bios".into(), OVMF.into()]);
+        }
+        if let Some(iso) = &self.cdrom {
+            a.extend(["-cdrom".into(), iso.display().to_string()]);
         }
         for d in &self.disks {
             let format = if d.extension().is_some_and(|e| e == "qcow2") {

@@ -103,6 +103,8 @@ pub struct Spec {
     pub volumes: Vec<Volume>,
     /// smelt's `initrd:`; `None` when no file set it (see [`Spec::initrd_options`]).
     pub initrd: Option<InitrdOptions>,
+    /// smelt's `root:`; `None` when no file set it (see [`Spec::root_options`]).
+    pub root: Option<RootOptions>,
     /// The text of every spec file, in merge order (for `metadata: yaml`).
     pub sources: Vec<String>,
 }
@@ -121,6 +123,7 @@ struct RawSpec {
     #[allow(dead_code)] // deprecated in LinuxKit: accepted, ignored
     trust: Option<Trust>,
     initrd: Option<Spanned<InitrdOptions>>,
+    root: Option<Spanned<RootKey>>,
 }
 
 impl Spec {
@@ -153,6 +156,9 @@ impl Spec {
         if other.initrd.is_some() {
             self.initrd = other.initrd;
         }
+        if other.root.is_some() {
+            self.root = other.root;
+        }
         self.sources.extend(other.sources);
     }
 
@@ -175,6 +181,11 @@ impl Spec {
     /// The initrd options in effect (defaults when unset).
     pub fn initrd_options(&self) -> InitrdOptions {
         self.initrd.unwrap_or_default()
+    }
+
+    /// The squashfs root options in effect (defaults when unset).
+    pub fn root_options(&self) -> RootOptions {
+        self.root.unwrap_or_default()
     }
 
     /// Every image reference in the spec, in spec order: kernel, init,
@@ -227,6 +238,7 @@ pub fn parse_str(file_name: &str, text: &str) -> Result<Spec, SpecError> {
         files: spanned_with_origin(&file, raw.files, |f, o| f.origin = o),
         volumes: spanned_with_origin(&file, raw.volumes, |v, o| v.origin = o),
         initrd: None,
+        root: None,
         sources: vec![text.to_string()],
     };
     set_file(&mut spec, &file);
@@ -235,6 +247,11 @@ pub fn parse_str(file_name: &str, text: &str) -> Result<Spec, SpecError> {
         let origin = Origin::from_location(&file, &initrd.referenced);
         diags.extend(validate::initrd(&initrd.value, &origin));
         spec.initrd = Some(initrd.value);
+    }
+    if let Some(root) = raw.root {
+        let origin = Origin::from_location(&file, &root.referenced);
+        diags.extend(validate::root(&root.value.0, &origin));
+        spec.root = Some(root.value.0);
     }
     diags.extend(validate::files(&mut spec.files));
     diags.extend(validate::unique_names(&spec));

@@ -334,6 +334,25 @@ fn initrd_level_checked() {
 }
 
 #[test]
+fn root_key_shorthand_mapping_and_checks() {
+    let s = parse_str("r.yml", "root: squashfs\n").unwrap();
+    assert_eq!(s.root_options(), RootOptions::default());
+    assert_eq!(s.root_options().effective_level(), 15);
+    let s = parse_str("r.yml", "root:\n  compression: xz\n  level: 9\n").unwrap();
+    assert_eq!(s.root_options().compression, RootCompression::Xz);
+    assert_eq!(s.root_options().effective_level(), 9);
+    assert_eq!(
+        err_lines("r.yml", "root:\n  compression: gzip\n  level: 12\n  block_size: 1000\n"),
+        [
+            "r.yml:2:3: root level 12 out of range 1..=9 for gzip compression",
+            "r.yml:2:3: root block_size 1000 must be a power of two from 4096 to 1048576"
+        ]
+    );
+    assert!(parse_str("r.yml", "root: ext4\n").is_err());
+    assert!(parse_str("r.yml", "root:\n  compresion: xz\n").is_err());
+}
+
+#[test]
 fn merge_overrides_kernel_and_appends_lists() {
     let base = parse_str(
         "a.yml",

@@ -579,3 +579,91 @@ impl InitrdOptions {
         }
     }
 }
+
+/// Compression of the squashfs root (smelt's `root:` key).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootCompression {
+    #[default]
+    Zstd,
+    Xz,
+    Gzip,
+}
+
+/// smelt's top-level `root:`: how the root is written for the boot media
+/// (`kernel+squashfs`, `iso`, `raw`, `qcow2`). `root: squashfs` is the
+/// shorthand for all defaults; a mapping sets the compressor:
+/// `root: { compression: xz, level: 6, block_size: 131072 }`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RootOptions {
+    /// Only `squashfs` (the default).
+    #[serde(default)]
+    pub fs: RootFs,
+    #[serde(default)]
+    pub compression: RootCompression,
+    /// `None`: zstd 15 and xz 6 (mksquashfs's defaults), gzip 9.
+    pub level: Option<i32>,
+    /// Bytes, a power of two from 4 KiB to 1 MiB; default 128 KiB.
+    pub block_size: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootFs {
+    #[default]
+    Squashfs,
+}
+
+impl RootOptions {
+    pub const DEFAULT_BLOCK_SIZE: u32 = 128 * 1024;
+
+    /// The level in effect, defaults filled in.
+    pub fn effective_level(&self) -> i32 {
+        match (self.compression, self.level) {
+            (_, Some(l)) => l,
+            (RootCompression::Zstd, None) => 15,
+            (RootCompression::Xz, None) => 6,
+            (RootCompression::Gzip, None) => 9,
+        }
+    }
+
+    pub fn level_range(&self) -> std::ops::RangeInclusive<i32> {
+        match self.compression {
+            RootCompression::Zstd => 1..=22,
+            RootCompression::Xz => 0..=9,
+            RootCompression::Gzip => 1..=9,
+        }
+    }
+
+    pub fn effective_block_size(&self) -> u32 {
+        self.block_size.unwrap_or(Self::DEFAULT_BLOCK_SIZE)
+    }
+}
+
+/// `root: squashfs` or a mapping (see [`RootOptions`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RootKey(pub RootOptions);
+
+impl<'de> Deserialize<'de> for RootKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RootKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`squashfs` or a mapping with fs, compression, level, block_size")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RootKey, E> {
+                match v {
+                    "squashfs" => Ok(RootKey(RootOptions::default())),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<RootKey, A::Error> {
+                RootOptions::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RootKey)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Diagnostic, File, Image, InitrdOptions, Origin, Spec};
+use super::{Diagnostic, File, Image, InitrdOptions, Origin, RootOptions, Spec};
 
 fn diag(origin: &Origin, message: String) -> Diagnostic {
     Diagnostic {
@@ -167,4 +167,34 @@ pub(super) fn initrd(opts: &InitrdOptions, origin: &Origin) -> Option<Diagnostic
         );
         diag(origin, msg.to_lowercase())
     })
+}
+
+/// The squashfs level must suit the compression; the block size must be a
+/// power of two from 4 KiB to 1 MiB (squashfs's limits).
+pub(super) fn root(opts: &RootOptions, origin: &Origin) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    if let Some(level) = opts.level {
+        let range = opts.level_range();
+        if !range.contains(&level) {
+            out.push(diag(
+                origin,
+                format!(
+                    "root level {level} out of range {}..={} for {:?} compression",
+                    range.start(),
+                    range.end(),
+                    opts.compression
+                )
+                .to_lowercase(),
+            ));
+        }
+    }
+    if let Some(b) = opts.block_size
+        && (!b.is_power_of_two() || !(4096..=1 << 20).contains(&b))
+    {
+        out.push(diag(
+            origin,
+            format!("root block_size {b} must be a power of two from 4096 to 1048576"),
+        ));
+    }
+    out
 }
