@@ -57,6 +57,9 @@ const IN_FLIGHT_PER_WORKER: usize = 4;
 /// The reader's error when the collector hung up; the collector's own error
 /// is the one reported.
 const HUNG_UP: &str = "data collector stopped early";
+/// Most compression workers started, whatever `threads` asks for.
+pub const MAX_THREADS: usize = 256;
+
 /// A regular file to store: its first name (for errors) and its bytes.
 pub struct FileSource<'a> {
     pub path: &'a Path,
@@ -129,7 +132,7 @@ pub fn write_data<W: Write>(
     opts: &super::SquashfsOptions,
     out: &mut ImageOut<W>,
 ) -> Result<DataArea, SquashfsError> {
-    let threads = opts.threads.max(1);
+    let threads = opts.threads.clamp(1, MAX_THREADS);
     let in_flight = threads * IN_FLIGHT_PER_WORKER;
     let (job_tx, job_rx) = sync_channel::<Job>(in_flight);
     let job_rx = Mutex::new(job_rx);

@@ -107,8 +107,8 @@ pub struct SquashfsOptions {
     /// The superblock's creation time, seconds since the epoch (use
     /// `SOURCE_DATE_EPOCH`); 0..2^32. Default 0.
     pub mkfs_time: i64,
-    /// Compression workers (at least 1 is used). The image bytes do not
-    /// depend on it. Default: the available CPUs.
+    /// Compression workers (at least 1 and at most 256 are used). The
+    /// image bytes do not depend on it. Default: the available CPUs.
     pub threads: usize,
 }
 
