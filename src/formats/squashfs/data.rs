@@ -4,19 +4,22 @@
 //! Three kinds of threads, all scoped:
 //! - one reader walks the files in order, reads each block, decides what
 //!   becomes of it (sparse, compressed block, tail end in a fragment, or a
-//!   duplicate of an earlier file) and hands blocks to the workers
-//!   round-robin, telling the collector what is coming through a bounded
-//!   channel of [`Order`]s;
-//! - `threads` workers compress blocks, each answering in job order on its
-//!   own channel;
+//!   duplicate of an earlier file), numbers the blocks to compress and puts
+//!   them on one shared queue, telling the collector what is coming through
+//!   a bounded channel of [`Order`]s;
+//! - `threads` workers take blocks from the queue as they become free (so
+//!   a descheduled worker does not stall the others) and return them with
+//!   their number;
 //! - the collector (the caller's thread, which owns the output) follows the
-//!   orders, takes each block from the worker that had it, writes it and
-//!   records where it went.
+//!   orders, writes the compressed blocks in number order, holding back the
+//!   ones that finish early, and records where each went.
 //!
 //! Every decision that shapes the bytes is made by the reader alone, in file
 //! order, so the image does not depend on the number of workers or on their
-//! timing. Channels are bounded, so at most a few blocks per worker are in
-//! memory, whatever the file sizes.
+//! timing. The reader takes a credit per block from a bounded channel and
+//! the collector returns it once the block is written, so at most
+//! [`IN_FLIGHT_PER_WORKER`] blocks per worker are in memory, whatever the
+//! file sizes.
 //!
 //! Duplicates: files whose size no other file has are streamed straight
 //! through. Files sharing a size are hashed (SHA-256) first: those up to
@@ -29,7 +32,8 @@
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::path::Path;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::Mutex;
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 
 use sha2::{Digest, Sha256};
 
@@ -44,10 +48,17 @@ use crate::tree::Content;
 /// duplicate is found with one read while memory stays bounded.
 pub const DEDUP_IN_MEMORY: u64 = 8 << 20;
 /// Orders in flight between reader and collector. Orders are small; the
-/// blocks they announce are bounded by the worker channels.
+/// blocks they announce are bounded by [`IN_FLIGHT_PER_WORKER`].
 const ORDER_QUEUE: usize = 1024;
-/// Compressed results a worker may hold before the collector takes them.
-const RESULT_QUEUE: usize = 2;
+/// Blocks sent to the workers and not yet written, per worker: enough that
+/// no worker waits while another is slow, little enough to keep memory at a
+/// few blocks per worker.
+const IN_FLIGHT_PER_WORKER: usize = 4;
+/// The reader's error when the collector hung up; the collector's own error
+/// is the one reported.
+const HUNG_UP: &str = "data collector stopped early";
+/// Most compression workers started, whatever `threads` asks for.
+pub const MAX_THREADS: usize = 256;
 
 /// A regular file to store: its first name (for errors) and its bytes.
 pub struct FileSource<'a> {
@@ -94,24 +105,26 @@ impl<W: Write> ImageOut<W> {
 
 /// What the collector must do next, in image order.
 enum Order {
-    /// File `index` begins; its blocks follow.
+    /// The next file begins; its blocks follow.
     File { size: u64 },
-    /// A data block of the current file, compressed by `worker`.
-    Block { worker: usize },
+    /// A data block of the current file: the next compressed result.
+    Block,
     /// An all-zero block of the current file.
     Sparse,
     /// The current file's tail end went into a fragment.
     Tail(FragRef),
-    /// A fragment block, compressed by `worker`.
-    Fragment { worker: usize },
+    /// A fragment block: the next compressed result.
+    Fragment,
     /// The next file is identical to earlier file `of`.
     Duplicate { of: usize },
     /// Everything was sent.
     End,
 }
 
+/// A block for the workers, numbered in dispatch order.
+type Job = (u64, Vec<u8>);
 /// A worker's answer: the block's bytes and whether they are compressed.
-type Done = io::Result<(Vec<u8>, bool)>;
+type Compressed = io::Result<(Vec<u8>, bool)>;
 
 /// Writes the data of `files` at `out.pos` onwards.
 pub fn write_data<W: Write>(
@@ -119,55 +132,116 @@ pub fn write_data<W: Write>(
     opts: &super::SquashfsOptions,
     out: &mut ImageOut<W>,
 ) -> Result<DataArea, SquashfsError> {
-    let threads = opts.threads.max(1);
+    let threads = opts.threads.clamp(1, MAX_THREADS);
+    let in_flight = threads * IN_FLIGHT_PER_WORKER;
+    let (job_tx, job_rx) = sync_channel::<Job>(in_flight);
+    let job_rx = Mutex::new(job_rx);
+    // Unbounded, but never holds more than `in_flight` results: the reader
+    // takes a credit for every job and the collector returns it.
+    let (done_tx, done_rx) = channel::<(u64, Compressed)>();
+    let (credit_tx, credit_rx) = sync_channel::<()>(in_flight);
+    let (order_tx, order_rx) = sync_channel::<Order>(ORDER_QUEUE);
+    let mut comps = Vec::with_capacity(threads);
+    for _ in 0..threads {
+        let c = BlockCompressor::new(opts.compression, opts.block_size);
+        comps.push(c.map_err(SquashfsError::Compress)?);
+    }
     std::thread::scope(|s| {
-        let mut jobs = Vec::with_capacity(threads);
-        let mut results = Vec::with_capacity(threads);
-        for _ in 0..threads {
-            let (job_tx, job_rx) = sync_channel::<Vec<u8>>(1);
-            let (done_tx, done_rx) = sync_channel::<Done>(RESULT_QUEUE);
-            let mut comp = BlockCompressor::new(opts.compression, opts.block_size)
-                .map_err(SquashfsError::Compress)?;
-            s.spawn(move || worker(&mut comp, job_rx, done_tx));
-            jobs.push(job_tx);
-            results.push(done_rx);
+        for mut comp in comps {
+            let (jobs, done) = (&job_rx, done_tx.clone());
+            s.spawn(move || worker(&mut comp, jobs, &done));
         }
-        let (order_tx, order_rx) = sync_channel::<Order>(ORDER_QUEUE);
+        drop(done_tx);
         let block_size = opts.block_size as usize;
-        let reader = s.spawn(move || {
-            let mut r = Reader::new(block_size, jobs, order_tx);
-            r.run(files)
-        });
-        let collected = collect(&order_rx, &results, opts.block_size, out);
+        let reader =
+            s.spawn(move || Reader::new(block_size, job_tx, credit_tx, order_tx).run(files));
+        let mut results = Results {
+            done: done_rx,
+            credits: credit_rx,
+            early: HashMap::new(),
+            next: 0,
+        };
+        let collected = collect(&order_rx, &mut results, opts.block_size, out);
         drop((order_rx, results));
-        let read = reader
-            .join()
-            .unwrap_or(Err(SquashfsError::Internal("reader thread panicked")));
-        // A read error stops the reader, which makes the collector fail
-        // too; the reader's error is the one to report.
-        read?;
-        collected
+        match reader.join() {
+            Err(_) => Err(SquashfsError::Internal("reader thread panicked")),
+            // A read error stops the reader, which makes the collector fail
+            // too: the reader's error is the one to report, unless the
+            // reader stopped because the collector failed.
+            Ok(Err(SquashfsError::Internal(HUNG_UP))) | Ok(Ok(())) => collected,
+            Ok(Err(e)) => Err(e),
+        }
     })
 }
 
-fn worker(comp: &mut BlockCompressor, jobs: Receiver<Vec<u8>>, done: SyncSender<Done>) {
+/// Compresses jobs from the shared queue until it closes.
+fn worker(
+    comp: &mut BlockCompressor,
+    jobs: &Mutex<Receiver<Job>>,
+    done: &Sender<(u64, Compressed)>,
+) {
     let mut out = Vec::new();
-    for block in jobs {
+    loop {
+        let job = match jobs.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => return,
+        };
+        let Ok((seq, block)) = job else {
+            return;
+        };
         let answer = match comp.compress(&block, &mut out) {
             Ok(true) => Ok((std::mem::take(&mut out), true)),
             Ok(false) => Ok((block, false)),
             Err(e) => Err(e),
         };
-        if done.send(answer).is_err() {
+        if done.send((seq, answer)).is_err() {
             return;
         }
     }
 }
 
+/// Compressed blocks in dispatch order, whichever worker finishes first.
+struct Results {
+    done: Receiver<(u64, Compressed)>,
+    credits: Receiver<()>,
+    /// Results that arrived before their turn.
+    early: HashMap<u64, Compressed>,
+    /// The sequence number of the next block to write.
+    next: u64,
+}
+
+impl Results {
+    /// Writes the next block; returns its on-disk size word.
+    fn write_next<W: Write>(&mut self, out: &mut ImageOut<W>) -> Result<u32, SquashfsError> {
+        let seq = self.next;
+        self.next += 1;
+        let answer = loop {
+            if let Some(a) = self.early.remove(&seq) {
+                break a;
+            }
+            let (s, a) = self.done.recv().map_err(|_| stopped())?;
+            if s == seq {
+                break a;
+            }
+            self.early.insert(s, a);
+        };
+        // Hand the credit back; the reader may have finished already.
+        let _ = self.credits.try_recv();
+        let (bytes, compressed) = answer.map_err(SquashfsError::Compress)?;
+        out.write(&bytes)?;
+        let flag = if compressed { 0 } else { DATA_UNCOMPRESSED };
+        Ok(bytes.len() as u32 | flag)
+    }
+}
+
+fn stopped() -> SquashfsError {
+    SquashfsError::Internal("data reader stopped early")
+}
+
 /// The collector: follows the orders, writing blocks as they come back.
 fn collect<W: Write>(
     orders: &Receiver<Order>,
-    results: &[Receiver<Done>],
+    results: &mut Results,
     block_size: u32,
     out: &mut ImageOut<W>,
 ) -> Result<DataArea, SquashfsError> {
@@ -175,17 +249,6 @@ fn collect<W: Write>(
         files: Vec::new(),
         fragments: Vec::new(),
         duplicates: 0,
-    };
-    let stopped = || SquashfsError::Internal("data reader stopped early");
-    let take = |worker: usize, out: &mut ImageOut<W>| -> Result<u32, SquashfsError> {
-        let rx = results.get(worker).ok_or(stopped())?;
-        let (bytes, compressed) = rx
-            .recv()
-            .map_err(|_| stopped())?
-            .map_err(SquashfsError::Compress)?;
-        out.write(&bytes)?;
-        let flag = if compressed { 0 } else { DATA_UNCOMPRESSED };
-        Ok(bytes.len() as u32 | flag)
     };
     loop {
         let order = orders.recv().map_err(|_| stopped())?;
@@ -197,23 +260,23 @@ fn collect<W: Write>(
                 size,
                 ..FileData::default()
             }),
-            (Order::Block { worker }, Some(f)) => f.blocks.push(take(worker, out)?),
+            (Order::Block, Some(f)) => f.blocks.push(results.write_next(out)?),
             (Order::Sparse, Some(f)) => {
                 f.blocks.push(0);
                 f.sparse += u64::from(block_size);
             }
             (Order::Tail(frag), Some(f)) => f.frag = Some(frag),
-            (Order::Fragment { worker }, _) => {
+            (Order::Fragment, _) => {
                 let start = out.pos;
-                let size = take(worker, out)?;
+                let size = results.write_next(out)?;
                 area.fragments.push(FragmentEntry { start, size });
             }
             (Order::Duplicate { of }, _) => {
-                let same = area.files.get(of).cloned().ok_or(stopped())?;
+                let same = area.files.get(of).cloned().ok_or_else(stopped)?;
                 area.files.push(same);
                 area.duplicates += 1;
             }
-            (Order::Block { .. } | Order::Sparse | Order::Tail(_), None) => {
+            (Order::Block | Order::Sparse | Order::Tail(_), None) => {
                 return Err(SquashfsError::Internal("data block before any file"));
             }
         }
@@ -223,10 +286,12 @@ fn collect<W: Write>(
 /// The reader's state; see the module doc.
 struct Reader {
     block_size: usize,
-    jobs: Vec<SyncSender<Vec<u8>>>,
+    jobs: SyncSender<Job>,
+    /// One slot per block in flight (see `write_data`).
+    credits: SyncSender<()>,
     orders: SyncSender<Order>,
-    /// The worker that gets the next block.
-    next: usize,
+    /// The sequence number of the next job.
+    next: u64,
     /// The fragment block being filled and its index.
     fragment: Vec<u8>,
     fragments: u32,
@@ -234,14 +299,20 @@ struct Reader {
 
 /// The reader's channels closed: the collector failed and will report why.
 fn hung_up<T>(_: T) -> SquashfsError {
-    SquashfsError::Internal("data collector stopped early")
+    SquashfsError::Internal(HUNG_UP)
 }
 
 impl Reader {
-    fn new(block_size: usize, jobs: Vec<SyncSender<Vec<u8>>>, orders: SyncSender<Order>) -> Self {
+    fn new(
+        block_size: usize,
+        jobs: SyncSender<Job>,
+        credits: SyncSender<()>,
+        orders: SyncSender<Order>,
+    ) -> Self {
         Reader {
             block_size,
             jobs,
+            credits,
             orders,
             next: 0,
             fragment: Vec::with_capacity(block_size),
@@ -333,15 +404,17 @@ impl Reader {
         if is_zero(&block) {
             return self.order(Order::Sparse);
         }
-        let worker = self.dispatch(block)?;
-        self.order(Order::Block { worker })
+        self.dispatch(block)?;
+        self.order(Order::Block)
     }
 
-    fn dispatch(&mut self, block: Vec<u8>) -> Result<usize, SquashfsError> {
-        let worker = self.next;
-        self.next = (self.next + 1) % self.jobs.len();
-        self.jobs[worker].send(block).map_err(hung_up)?;
-        Ok(worker)
+    /// Queues a block for the workers (waiting while too many are in
+    /// flight); its order must follow.
+    fn dispatch(&mut self, block: Vec<u8>) -> Result<(), SquashfsError> {
+        self.credits.send(()).map_err(hung_up)?;
+        self.jobs.send((self.next, block)).map_err(hung_up)?;
+        self.next += 1;
+        Ok(())
     }
 
     /// Packs a tail end (shorter than a block) into the fragment block,
@@ -363,12 +436,12 @@ impl Reader {
 
     fn flush_fragment(&mut self) -> Result<(), SquashfsError> {
         let block = std::mem::replace(&mut self.fragment, Vec::with_capacity(self.block_size));
-        let worker = self.dispatch(block)?;
+        self.dispatch(block)?;
         self.fragments = self.fragments.checked_add(1).ok_or(SquashfsError::Limit {
             what: "fragment blocks",
             limit: u64::from(u32::MAX),
         })?;
-        self.order(Order::Fragment { worker })
+        self.order(Order::Fragment)
     }
 }
 

@@ -285,6 +285,32 @@ fn put_frag(out: &mut Vec<u8>, frag: Option<FragRef>) {
 pub fn write_inode(header: &InodeHeader, body: &InodeBody<'_>, out: &mut Vec<u8>) {
     header.write(out);
     match body {
+        InodeBody::BasicDir { .. } | InodeBody::ExtDir { .. } => write_dir_body(body, out),
+        InodeBody::BasicFile { .. } | InodeBody::ExtFile { .. } => write_file_body(body, out),
+        InodeBody::Symlink {
+            nlink,
+            target,
+            xattr,
+        } => {
+            put32(out, *nlink);
+            put32(out, target.len() as u32);
+            out.extend_from_slice(target);
+            xattr.iter().for_each(|x| put32(out, *x));
+        }
+        InodeBody::Device { nlink, rdev, xattr } => {
+            put32(out, *nlink);
+            put32(out, *rdev);
+            xattr.iter().for_each(|x| put32(out, *x));
+        }
+        InodeBody::Ipc { nlink, xattr } => {
+            put32(out, *nlink);
+            xattr.iter().for_each(|x| put32(out, *x));
+        }
+    }
+}
+
+fn write_dir_body(body: &InodeBody<'_>, out: &mut Vec<u8>) {
+    match body {
         InodeBody::BasicDir {
             start,
             nlink,
@@ -322,6 +348,12 @@ pub fn write_inode(header: &InodeHeader, body: &InodeBody<'_>, out: &mut Vec<u8>
                 out.extend_from_slice(&i.name);
             }
         }
+        _ => {}
+    }
+}
+
+fn write_file_body(body: &InodeBody<'_>, out: &mut Vec<u8>) {
+    match body {
         InodeBody::BasicFile {
             start,
             frag,
@@ -350,31 +382,7 @@ pub fn write_inode(header: &InodeHeader, body: &InodeBody<'_>, out: &mut Vec<u8>
             put32(out, *xattr);
             blocks.iter().for_each(|b| put32(out, *b));
         }
-        InodeBody::Symlink {
-            nlink,
-            target,
-            xattr,
-        } => {
-            put32(out, *nlink);
-            put32(out, target.len() as u32);
-            out.extend_from_slice(target);
-            if let Some(x) = xattr {
-                put32(out, *x);
-            }
-        }
-        InodeBody::Device { nlink, rdev, xattr } => {
-            put32(out, *nlink);
-            put32(out, *rdev);
-            if let Some(x) = xattr {
-                put32(out, *x);
-            }
-        }
-        InodeBody::Ipc { nlink, xattr } => {
-            put32(out, *nlink);
-            if let Some(x) = xattr {
-                put32(out, *x);
-            }
-        }
+        _ => {}
     }
 }
 

@@ -40,6 +40,8 @@
 //! recorded length is read only up to that length (`Content::open` stops
 //! there); a shorter one is an error naming the path.
 
+#[cfg(test)]
+mod bench;
 mod compressor;
 mod data;
 mod layout;
@@ -105,8 +107,8 @@ pub struct SquashfsOptions {
     /// The superblock's creation time, seconds since the epoch (use
     /// `SOURCE_DATE_EPOCH`); 0..2^32. Default 0.
     pub mkfs_time: i64,
-    /// Compression workers (at least 1 is used). The image bytes do not
-    /// depend on it. Default: the available CPUs.
+    /// Compression workers (at least 1 and at most 256 are used). The
+    /// image bytes do not depend on it. Default: the available CPUs.
     pub threads: usize,
 }
 
@@ -261,23 +263,7 @@ pub fn write_squashfs<W: Write + Seek>(
     if comp_opts.is_some() {
         sb.flags |= FLAG_COMP_OPTS;
     }
-    sb.inode_table = img.pos;
-    img.write(&t.inode_table)?;
-    sb.directory_table = img.pos;
-    img.write(&t.directory_table)?;
-    sb.fragment_table = write_fragment_table(&area.fragments, &mut img, &mut comp)?;
-    let ids: Vec<u8> = t.ids.iter().flat_map(|id| id.to_le_bytes()).collect();
-    sb.id_table = write_lookup_table(&ids, &mut img, &mut comp)?;
-    let xattr_ids = match &t.xattrs {
-        Some((kv, records)) => {
-            sb.xattr_id_table = write_xattr_tables(kv, records, &mut img, &mut comp)?;
-            records.len() as u32
-        }
-        None => {
-            sb.flags |= FLAG_NO_XATTRS;
-            0
-        }
-    };
+    let xattr_ids = write_tables(&t, &area.fragments, &mut sb, &mut img, &mut comp)?;
     sb.bytes_used = img.pos;
     let image_size = sb.bytes_used.next_multiple_of(DEVICE_BLOCK);
     img.write(&vec![0u8; (image_size - sb.bytes_used) as usize])?;
@@ -295,6 +281,35 @@ pub fn write_squashfs<W: Write + Seek>(
         xattr_ids,
         duplicates: area.duplicates,
     })
+}
+
+/// Writes the tables after the data, in the order the kernel requires,
+/// recording their offsets in `sb`; returns the number of xattr ids.
+fn write_tables<W: Write>(
+    t: &tables::Tables,
+    fragments: &[FragmentEntry],
+    sb: &mut SuperBlock,
+    img: &mut ImageOut<W>,
+    comp: &mut BlockCompressor,
+) -> Result<u32, SquashfsError> {
+    sb.inode_table = img.pos;
+    img.write(&t.inode_table)?;
+    sb.directory_table = img.pos;
+    img.write(&t.directory_table)?;
+    sb.fragment_table = write_fragment_table(fragments, img, comp)?;
+    let ids: Vec<u8> = t.ids.iter().flat_map(|id| id.to_le_bytes()).collect();
+    sb.id_table = write_lookup_table(&ids, img, comp)?;
+    let xattr_ids = match &t.xattrs {
+        Some((kv, records)) => {
+            sb.xattr_id_table = write_xattr_tables(kv, records, img, comp)?;
+            records.len() as u32
+        }
+        None => {
+            sb.flags |= FLAG_NO_XATTRS;
+            0
+        }
+    };
+    Ok(xattr_ids)
 }
 
 fn write_superblock<W: Write + Seek>(

@@ -11,8 +11,10 @@
 //!
 //! Listings (format.txt 6): a new header starts after 256 entries, when the
 //! inodes move to another metadata block, when an inode number is more than
-//! ±32767 from the header's, and when a run would pass 8 KiB (as mksquashfs
-//! does, so each index entry narrows a lookup to about one block). A listing
+//! ±32767 from the header's (which numbering in table order never causes:
+//! one block holds a few hundred inodes), and when a run would pass 8 KiB
+//! (as mksquashfs does, so each index entry narrows a lookup to about one
+//! block). A listing
 //! longer than one metadata block gets an index entry for every header after
 //! the first, which makes its inode an extended directory.
 
@@ -325,61 +327,15 @@ impl Builder<'_, '_> {
         let ino = self.next_ino;
         let nlink = self.plan.links.get(&ptr).copied().unwrap_or(1);
         let xattr = self.xattrs.add(&i.meta.xattrs, &path, self.comp)?;
-        let ext = |t: InodeType| {
-            if xattr.is_some() {
-                t.extended()
-            } else {
-                t.basic()
-            }
-        };
         let (kind, at) = match &i.kind {
             LeafKind::File(_) => {
-                let data = self
-                    .plan
-                    .file_index
-                    .get(&ptr)
-                    .and_then(|&k| self.files.get(k));
+                let data = self.plan.file_index.get(&ptr);
+                let data = data.and_then(|&k| self.files.get(k));
                 let data = data.ok_or(SquashfsError::Internal("file without data"))?;
-                (
-                    InodeType::File,
-                    self.file_inode(&i.meta, &path, ino, nlink, xattr, data)?,
-                )
+                let at = self.file_inode(&i.meta, &path, ino, nlink, xattr, data)?;
+                (InodeType::File, at)
             }
-            LeafKind::Symlink(target) => {
-                let target = target.as_os_str().as_encoded_bytes();
-                if target.is_empty() || target.len() > MAX_SYMLINK {
-                    return Err(unrep(
-                        &path,
-                        "a symlink target of 0 or more than 4095 bytes",
-                    ));
-                }
-                let body = InodeBody::Symlink {
-                    nlink,
-                    target,
-                    xattr,
-                };
-                let t = InodeType::Symlink;
-                (t, self.inode(&i.meta, &path, ext(t), ino, &body)?)
-            }
-            LeafKind::CharDev { major, minor } | LeafKind::BlockDev { major, minor } => {
-                let t = match i.kind {
-                    LeafKind::CharDev { .. } => InodeType::CharDev,
-                    _ => InodeType::BlockDev,
-                };
-                let rdev = encode_dev(*major, *minor)
-                    .ok_or_else(|| unrep(&path, format!("device number {major}:{minor}")))?;
-                let body = InodeBody::Device { nlink, rdev, xattr };
-                (t, self.inode(&i.meta, &path, ext(t), ino, &body)?)
-            }
-            LeafKind::Fifo | LeafKind::Socket => {
-                let t = if i.kind == LeafKind::Fifo {
-                    InodeType::Fifo
-                } else {
-                    InodeType::Socket
-                };
-                let body = InodeBody::Ipc { nlink, xattr };
-                (t, self.inode(&i.meta, &path, ext(t), ino, &body)?)
-            }
+            _ => self.special_inode(i, &path, ino, nlink, xattr)?,
         };
         self.written.insert(ptr, (at, ino, kind));
         Ok(Entry {
@@ -388,6 +344,50 @@ impl Builder<'_, '_> {
             ino,
             kind,
         })
+    }
+
+    /// A symlink, device, fifo or socket inode; extended iff it has xattrs.
+    fn special_inode(
+        &mut self,
+        i: &Inode,
+        path: &Path,
+        ino: u32,
+        nlink: u32,
+        xattr: Option<u32>,
+    ) -> Result<(InodeType, MetaRef), SquashfsError> {
+        let (t, body) = match &i.kind {
+            LeafKind::Symlink(target) => {
+                let target = target.as_os_str().as_encoded_bytes();
+                if target.is_empty() || target.len() > MAX_SYMLINK {
+                    let what = "a symlink target of 0 or more than 4095 bytes";
+                    return Err(unrep(path, what));
+                }
+                let body = InodeBody::Symlink {
+                    nlink,
+                    target,
+                    xattr,
+                };
+                (InodeType::Symlink, body)
+            }
+            LeafKind::CharDev { major, minor } | LeafKind::BlockDev { major, minor } => {
+                let rdev = encode_dev(*major, *minor)
+                    .ok_or_else(|| unrep(path, format!("device number {major}:{minor}")))?;
+                let t = match i.kind {
+                    LeafKind::CharDev { .. } => InodeType::CharDev,
+                    _ => InodeType::BlockDev,
+                };
+                (t, InodeBody::Device { nlink, rdev, xattr })
+            }
+            LeafKind::Fifo => (InodeType::Fifo, InodeBody::Ipc { nlink, xattr }),
+            LeafKind::Socket => (InodeType::Socket, InodeBody::Ipc { nlink, xattr }),
+            LeafKind::File(_) => return Err(SquashfsError::Internal("file as special inode")),
+        };
+        let inode_type = if xattr.is_some() {
+            t.extended()
+        } else {
+            t.basic()
+        };
+        Ok((t, self.inode(&i.meta, path, inode_type, ino, &body)?))
     }
 
     /// A basic file inode when it can be one (as mksquashfs decides: under
