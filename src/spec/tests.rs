@@ -342,7 +342,10 @@ fn root_key_shorthand_mapping_and_checks() {
     assert_eq!(s.root_options().compression, RootCompression::Xz);
     assert_eq!(s.root_options().effective_level(), 9);
     assert_eq!(
-        err_lines("r.yml", "root:\n  compression: gzip\n  level: 12\n  block_size: 1000\n"),
+        err_lines(
+            "r.yml",
+            "root:\n  compression: gzip\n  level: 12\n  block_size: 1000\n"
+        ),
         [
             "r.yml:2:3: root level 12 out of range 1..=9 for gzip compression",
             "r.yml:2:3: root block_size 1000 must be a power of two from 4096 to 1048576"
