@@ -32,6 +32,12 @@ pub enum Format {
     /// `NAME.iso`: hybrid ISO, BIOS and UEFI, CD and USB stick.
     #[serde(rename = "iso")]
     Iso,
+    /// `NAME.raw`: GPT disk, BIOS and UEFI.
+    #[serde(rename = "raw")]
+    Raw,
+    /// `NAME.qcow2`: the raw disk as sparse qcow2.
+    #[serde(rename = "qcow2")]
+    Qcow2,
 }
 
 /// The boot firmware image the ISO and UKI take isolinux and systemd-stub
@@ -49,8 +55,10 @@ impl FromStr for Format {
             "kernel+squashfs" => Ok(Format::KernelSquashfs),
             "uki" => Ok(Format::Uki),
             "iso" | "iso-bios" | "iso-efi" | "iso-efi-initrd" => Ok(Format::Iso),
+            "raw" | "raw-bios" | "raw-efi" => Ok(Format::Raw),
+            "qcow2" | "qcow2-bios" | "qcow2-efi" => Ok(Format::Qcow2),
             other => bail!(
-                "unknown output format {other:?} (supported: kernel+initrd, tar, kernel+squashfs, uki, iso; LinuxKit's iso-bios, iso-efi)"
+                "unknown output format {other:?} (supported: kernel+initrd, tar, kernel+squashfs, uki, iso, raw, qcow2; LinuxKit's iso-bios, iso-efi, raw-bios, raw-efi, qcow2-bios, qcow2-efi)"
             ),
         }
     }
@@ -60,7 +68,7 @@ impl Format {
     /// Whether the format boots from a squashfs root (and needs the boot
     /// firmware image).
     pub fn needs_boot_media(self) -> bool {
-        matches!(self, Format::KernelSquashfs | Format::Uki | Format::Iso)
+        !matches!(self, Format::KernelInitrd | Format::Tar)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -70,6 +78,8 @@ impl Format {
             Format::KernelSquashfs => "kernel+squashfs",
             Format::Uki => "uki",
             Format::Iso => "iso",
+            Format::Raw => "raw",
+            Format::Qcow2 => "qcow2",
         }
     }
 }
@@ -85,7 +95,35 @@ pub struct BuildOptions {
     /// `(registry, base URL)` pairs, see [`parse_mirrors`].
     pub mirrors: Vec<(String, String)>,
     pub locked: bool,
+    /// `--size` of the raw/qcow2 disk; `None`: computed from the content.
+    pub disk_size: Option<u64>,
     pub progress: bool,
+}
+
+/// `--size`: bytes, or a number with a K, M, G or T suffix (powers of 1024).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let m: u64 = match c.to_ascii_uppercase() {
+                'K' => 1 << 10,
+                'M' => 1 << 20,
+                'G' => 1 << 30,
+                'T' => 1 << 40,
+                _ => {
+                    return Err(format!(
+                        "size {s:?}: unknown suffix {c:?} (use K, M, G or T)"
+                    ));
+                }
+            };
+            (&t[..i], m)
+        }
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .ok_or_else(|| format!("size {s:?} is not a number of bytes (e.g. 2G, 512M, 1048576)"))
 }
 
 /// What a build wrote, also printed by `--json`.
@@ -164,6 +202,18 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildSummary> {
             Format::KernelSquashfs => media.write_kernel_squashfs(&mut outputs, &reporter)?,
             Format::Uki => media.write_uki(&mut outputs, &reporter)?,
             Format::Iso => media.write_iso(&mut outputs, &reporter)?,
+            // One pass writes both: qcow2 is converted from the raw bytes.
+            Format::Raw => media.write_raw(
+                &mut outputs,
+                true,
+                formats.contains(&Format::Qcow2),
+                opts.disk_size,
+                &reporter,
+            )?,
+            Format::Qcow2 if formats.contains(&Format::Raw) => {}
+            Format::Qcow2 => {
+                media.write_raw(&mut outputs, false, true, opts.disk_size, &reporter)?
+            }
         }
     }
     let manifest = manifest::build(&name, epoch, &formats, &root, &outputs)?;

@@ -1,13 +1,14 @@
 //! The squashfs-root boot media from examples/minimal.yml: `kernel+squashfs`,
 //! `uki` and `iso`, checked by independent tools (unsquashfs, xorriso,
 //! sgdisk, objdump, fsck.fat, cpio), byte-identical across builds, and
-//! booted under real firmware: the ISO as a CD under SeaBIOS and under OVMF
-//! (machine `pc`: Debian's cloud kernel has no AHCI or USB drivers), and a
-//! corrupted root that stage 1 refuses.
+//! booted under real firmware, one test per cell of the boot matrix: the ISO
+//! as a CD and as a USB stick, the raw disk, under SeaBIOS and OVMF; qcow2
+//! under OVMF; and corrupted roots that stage 1 refuses.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
@@ -17,12 +18,35 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
 const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
 
+const FORMATS: [&str; 10] = [
+    "-f",
+    "iso",
+    "-f",
+    "raw",
+    "-f",
+    "qcow2",
+    "-f",
+    "kernel+squashfs",
+    "-f",
+    "uki",
+];
+
 fn build_media(out: &Path, specs: &Path) {
     let store = base_store();
     let yml = minimal_copy(specs);
-    run(local_build(&store, out)
-        .args(["-f", "iso", "-f", "kernel+squashfs", "-f", "uki"])
-        .arg(&yml));
+    run(local_build(&store, out).args(FORMATS).arg(&yml));
+}
+
+/// One build shared by the boot cells (they boot with `snapshot=on` or
+/// from copies, so nobody changes it).
+fn media() -> &'static Path {
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let (out, specs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        build_media(out.path(), specs.path());
+        out
+    })
+    .path()
 }
 
 #[test]
@@ -43,7 +67,9 @@ fn media_are_read_by_independent_tools_and_reproducible() {
             "minimal-squashfs.img",
             "minimal.efi",
             "minimal.iso",
-            "minimal.manifest.json"
+            "minimal.manifest.json",
+            "minimal.qcow2",
+            "minimal.raw"
         ]
     );
     assert_eq!(
@@ -117,38 +143,112 @@ fn media_are_read_by_independent_tools_and_reproducible() {
     ));
     assert!(mdir.contains("BOOTX64  EFI"), "{mdir}");
     assert_eq!(sha256sum(&x.path().join("root.squashfs")), sq_sha);
+    // The raw disk: a valid GPT with the four partitions, the ESP passes
+    // fsck.fat, partition A starts with the root squashfs's bytes, the
+    // BIOS volume is ISO 9660 with isolinux; qcow2 holds the same disk.
+    let raw = p("minimal.raw");
+    let v = sh(&format!("sgdisk -v {raw} 2>&1"));
+    assert!(v.contains("No problems found"), "{v}");
+    let parts: serde_json::Value = serde_json::from_str(&sh(&format!("sfdisk -J {raw}"))).unwrap();
+    let parts = parts["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let names: Vec<&str> = parts.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["smelt-bios", "ESP", "smelt-root-a", "smelt-root-b"]);
+    let sector = |i: usize, k: &str| parts[i][k].as_u64().unwrap();
+    let esp_img = x.path().join("esp.img");
+    sh(&format!(
+        "dd if={raw} of={} bs=512 skip={} count={} status=none",
+        esp_img.display(),
+        sector(1, "start"),
+        sector(1, "size")
+    ));
+    sh(&format!("fsck.fat -n {}", esp_img.display()));
+    let sq_len = std::fs::metadata(a.path().join("minimal-squashfs.img"))
+        .unwrap()
+        .len();
+    let root_a = sh(&format!(
+        "dd if={raw} bs=512 skip={} count={} status=none | sha256sum",
+        sector(2, "start"),
+        sq_len / 512
+    ));
+    assert!(
+        root_a.starts_with(&sq_sha),
+        "partition A is not the root squashfs"
+    );
+    assert!(
+        cfg.contains(&parts[2]["uuid"].as_str().unwrap().to_lowercase()),
+        "stage 1 does not name partition A's PARTUUID:\n{cfg}"
+    );
+    let bios = sh(&format!(
+        "xorriso -indev {raw} -find /isolinux -name isolinux.bin 2>/dev/null"
+    ));
+    assert!(bios.contains("/isolinux/isolinux.bin"), "{bios}");
+    let cmp = sh(&format!(
+        "qemu-img compare -f raw -F qcow2 {raw} {} 2>&1",
+        p("minimal.qcow2")
+    ));
+    assert!(cmp.contains("Images are identical"), "{cmp}");
+    let check = sh(&format!("qemu-img check {} 2>&1", p("minimal.qcow2")));
+    assert!(check.contains("No errors"), "{check}");
 }
 
-fn iso_vm(iso: PathBuf, uefi: bool, vars: &Path) -> BootConfig {
+enum Medium {
+    Cd,
+    Usb,
+    Disk,
+}
+
+fn vm(image: &Path, medium: Medium, uefi: bool, vars: &Path) -> BootConfig {
     let mut extra = Vec::new();
     if uefi {
         std::fs::copy(OVMF_VARS, vars).unwrap();
-        extra = vec![
-            "-drive".into(),
+        extra.extend([
+            "-drive".to_string(),
             format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
             "-drive".into(),
             format!("if=pflash,format=raw,file={}", vars.display()),
-        ];
+        ]);
+    }
+    let format = if image.extension().is_some_and(|e| e == "qcow2") {
+        "qcow2"
+    } else {
+        "raw"
+    };
+    let drive = format!("file={},format={format},snapshot=on", image.display());
+    match medium {
+        Medium::Cd => extra.extend(["-drive".into(), format!("{drive},media=cdrom,if=ide")]),
+        Medium::Usb => extra.extend([
+            "-device".into(),
+            "qemu-xhci".into(),
+            "-drive".into(),
+            format!("{drive},if=none,id=stick"),
+            "-device".into(),
+            "usb-storage,drive=stick".into(),
+        ]),
+        Medium::Disk => extra.extend(["-drive".into(), format!("{drive},if=virtio")]),
     }
     BootConfig {
-        machine: "pc",
-        cdrom: Some(iso),
         timeout: BOOT_TIMEOUT,
         extra_args: extra,
         ..Default::default()
     }
 }
 
-fn boot_iso_cell(uefi: bool) {
-    let (out, specs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    build_media(out.path(), specs.path());
-    let vars = out.path().join("vars.fd");
-    let r = iso_vm(out.path().join("minimal.iso"), uefi, &vars)
-        .boot()
-        .unwrap();
+fn cell(file: &str, medium: Medium, uefi: bool, found: &str) {
+    let vars = tempfile::tempdir().unwrap();
+    let r = vm(
+        &media().join(file),
+        medium,
+        uefi,
+        &vars.path().join("vars.fd"),
+    )
+    .boot()
+    .unwrap();
     let c = &r.console;
     for want in [
-        "smelt stage1: found root: iso volume SMELT_",
+        found,
         "Welcome to smelt",
         "[hello] SMELT_MINIMAL_OK",
         "smelt: powering off",
@@ -158,22 +258,75 @@ fn boot_iso_cell(uefi: bool) {
     assert!(r.powered_off(), "{:?}\n{c}", r.outcome);
 }
 
+const ON_ISO: &str = "smelt stage1: found root: iso volume SMELT_";
+const ON_PARTITION: &str = "smelt stage1: found root: partition /dev/vda3";
+
 #[test]
 fn iso_as_cd_boots_under_seabios() {
-    boot_iso_cell(false);
+    cell("minimal.iso", Medium::Cd, false, ON_ISO);
 }
 
 #[test]
 fn iso_as_cd_boots_under_ovmf() {
-    boot_iso_cell(true);
+    cell("minimal.iso", Medium::Cd, true, ON_ISO);
+}
+
+#[test]
+fn iso_as_usb_stick_boots_under_seabios() {
+    cell("minimal.iso", Medium::Usb, false, ON_ISO);
+}
+
+#[test]
+fn iso_as_usb_stick_boots_under_ovmf() {
+    cell("minimal.iso", Medium::Usb, true, ON_ISO);
+}
+
+#[test]
+fn raw_disk_boots_under_seabios() {
+    cell("minimal.raw", Medium::Disk, false, ON_PARTITION);
+}
+
+#[test]
+fn raw_disk_boots_under_ovmf() {
+    cell("minimal.raw", Medium::Disk, true, ON_PARTITION);
+}
+
+#[test]
+fn qcow2_boots_under_ovmf() {
+    cell("minimal.qcow2", Medium::Disk, true, ON_PARTITION);
+}
+
+/// Flip one byte at `at` of a copy of `file`, boot it, expect stage 1's
+/// refusal naming `device`.
+fn refuses(file: &str, at: u64, medium: Medium, device: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join(file);
+    let mut bytes = std::fs::read(media().join(file)).unwrap();
+    bytes[at as usize] ^= 0xff;
+    std::fs::write(&copy, bytes).unwrap();
+    let mut vm = vm(&copy, medium, false, &dir.path().join("vars.fd"))
+        .spawn()
+        .unwrap();
+    let refused = vm.wait_for_console("refusing to boot", BOOT_TIMEOUT);
+    let console = vm.console();
+    assert!(refused, "no refusal on the console:\n{console}");
+    assert!(
+        console.contains(&format!("root image sha256 mismatch on {device}")),
+        "{console}"
+    );
+    assert!(!console.contains("Welcome to smelt"), "{console}");
+}
+
+fn squashfs_len() -> u64 {
+    std::fs::metadata(media().join("minimal-squashfs.img"))
+        .unwrap()
+        .len()
 }
 
 #[test]
 fn iso_with_a_corrupted_root_refuses_to_boot() {
-    let (out, specs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    build_media(out.path(), specs.path());
-    let iso = out.path().join("minimal.iso");
-    // One byte in the middle of /smelt/root.squashfs, found by xorriso.
+    let iso = media().join("minimal.iso");
+    // The middle of /smelt/root.squashfs, located by xorriso.
     let lba: u64 = sh(&format!(
         "xorriso -indev {} -find /smelt/root.squashfs -exec report_lba -- 2>/dev/null | awk '/File data lba/ {{print $6}}' | tr -d ,",
         iso.display()
@@ -181,22 +334,26 @@ fn iso_with_a_corrupted_root_refuses_to_boot() {
     .trim()
     .parse()
     .expect("xorriso reports the root's LBA");
-    let size = std::fs::metadata(out.path().join("minimal-squashfs.img"))
-        .unwrap()
-        .len();
-    let at = lba * 2048 + size / 2;
-    let mut bytes = std::fs::read(&iso).unwrap();
-    bytes[at as usize] ^= 0xff;
-    std::fs::write(&iso, bytes).unwrap();
-    let mut vm = iso_vm(iso, false, &out.path().join("vars.fd"))
-        .spawn()
-        .unwrap();
-    let refused = vm.wait_for_console("refusing to boot", BOOT_TIMEOUT);
-    let console = vm.console();
-    assert!(refused, "no refusal on the console:\n{console}");
-    assert!(
-        console.contains("root image sha256 mismatch on /dev/loop"),
-        "{console}"
+    refuses(
+        "minimal.iso",
+        lba * 2048 + squashfs_len() / 2,
+        Medium::Cd,
+        "/dev/loop",
     );
-    assert!(!console.contains("Welcome to smelt"), "{console}");
+}
+
+#[test]
+fn raw_disk_with_a_corrupted_root_partition_refuses_to_boot() {
+    let raw = media().join("minimal.raw");
+    let parts: serde_json::Value =
+        serde_json::from_str(&sh(&format!("sfdisk -J {}", raw.display()))).unwrap();
+    let start = parts["partitiontable"]["partitions"][2]["start"]
+        .as_u64()
+        .unwrap();
+    refuses(
+        "minimal.raw",
+        start * 512 + squashfs_len() / 2,
+        Medium::Disk,
+        "/dev/vda3",
+    );
 }

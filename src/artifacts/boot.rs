@@ -97,7 +97,16 @@ impl<'a> BootMedia<'a> {
         }
     }
 
-    fn kernel(&self) -> anyhow::Result<&assemble::KernelParts> {
+    /// The boot firmware image's tree (isolinux, systemd-stub).
+    pub fn firmware(&self) -> &FsTree {
+        &self.firmware
+    }
+
+    pub fn epoch(&self) -> i64 {
+        self.epoch
+    }
+
+    pub fn kernel(&self) -> anyhow::Result<&assemble::KernelParts> {
         self.root
             .kernel
             .as_ref()
@@ -286,12 +295,7 @@ impl<'a> BootMedia<'a> {
         let opts = iso9660::IsoOptions {
             volume_id: image.volume_id.clone(),
             mtime: self.epoch,
-            bios: Some(iso9660::BiosBoot {
-                image: "isolinux/isolinux.bin".into(),
-                catalog: "isolinux/boot.cat".into(),
-                load_sectors: 4,
-                boot_info_table: true,
-            }),
+            bios: Some(bios_boot()),
             efi: Some(iso9660::EfiBoot {
                 image: "boot/efi.img".into(),
             }),
@@ -308,6 +312,45 @@ impl<'a> BootMedia<'a> {
     }
 }
 
+/// The El Torito entry for isolinux.
+pub fn bios_boot() -> iso9660::BiosBoot {
+    iso9660::BiosBoot {
+        image: "isolinux/isolinux.bin".into(),
+        catalog: "isolinux/boot.cat".into(),
+        load_sectors: 4,
+        boot_info_table: true,
+    }
+}
+
+/// isolinux, its config, the kernel and stage 1: the BIOS half of the ISO,
+/// and the whole of the raw disk's BIOS boot volume.
+pub fn bios_tree(
+    isolinux: &Content,
+    ldlinux: &Content,
+    k: &assemble::KernelParts,
+    stage1: Vec<u8>,
+) -> anyhow::Result<FsTree> {
+    let mut t = FsTree::new();
+    for d in ["isolinux", "boot"] {
+        t.mkdir_p(Path::new(d), Meta::root(0o755))?;
+    }
+    let file = |c: Content| Node::file(Meta::root(0o444), c);
+    t.insert(Path::new("isolinux/isolinux.bin"), file(isolinux.clone()))?;
+    t.insert(Path::new("isolinux/ldlinux.c32"), file(ldlinux.clone()))?;
+    t.insert(
+        Path::new("isolinux/isolinux.cfg"),
+        file(Content::Bytes(Arc::from(
+            isolinux_cfg(&k.cmdline).into_bytes(),
+        ))),
+    )?;
+    t.insert(Path::new("boot/kernel"), file(k.kernel.clone()))?;
+    t.insert(
+        Path::new("boot/initrd.img"),
+        file(Content::Bytes(Arc::from(stage1))),
+    )?;
+    Ok(t)
+}
+
 /// isolinux's configuration: no menu, straight to the kernel; the serial
 /// line mirrors the console so headless machines show the boot.
 pub fn isolinux_cfg(cmdline: &str) -> String {
@@ -316,7 +359,7 @@ pub fn isolinux_cfg(cmdline: &str) -> String {
     )
 }
 
-fn hex_bytes(hex: &str) -> Vec<u8> {
+pub fn hex_bytes(hex: &str) -> Vec<u8> {
     (0..hex.len() / 2)
         .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
         .collect()

@@ -5,5 +5,6 @@ pub mod boot;
 pub mod initrd;
 pub mod manifest;
 pub mod output;
+pub mod raw;
 pub mod stage1;
 pub mod tarball;

@@ -11,7 +11,7 @@ use super::GlobalArgs;
 
 #[derive(Args, Debug)]
 pub struct BuildArgs {
-    /// Output format (repeatable): kernel+initrd, tar
+    /// Output format (repeatable): kernel+initrd, tar, kernel+squashfs, uki, iso, raw, qcow2
     #[arg(short = 'f', long = "format", value_name = "FORMAT")]
     pub formats: Vec<String>,
     /// Output directory
@@ -29,6 +29,10 @@ pub struct BuildArgs {
     /// Fail if an image reference resolves to a digest other than the lock file's
     #[arg(long)]
     pub locked: bool,
+    /// Size of the raw/qcow2 disk: bytes, or with a K, M, G or T suffix
+    /// (powers of 1024) [default: computed from the content]
+    #[arg(long, value_name = "SIZE", value_parser = smelt::build::parse_size)]
+    pub size: Option<u64>,
     /// Spec files, merged in order
     #[arg(required = true, value_name = "SPEC")]
     pub specs: Vec<PathBuf>,
@@ -52,6 +56,7 @@ pub fn run(g: &GlobalArgs, a: BuildArgs) -> anyhow::Result<ExitCode> {
         pull: a.pull,
         mirrors: smelt::build::parse_mirrors(&a.mirrors)?,
         locked: a.locked,
+        disk_size: a.size,
         progress: !g.quiet,
     };
     let summary = smelt::build::build(&opts)?;
