@@ -42,6 +42,8 @@
 
 #[cfg(test)]
 mod bench;
+#[cfg(test)]
+mod check;
 mod compressor;
 mod data;
 mod layout;
