@@ -12,7 +12,8 @@ use super::GlobalArgs;
 
 #[derive(Args, Debug)]
 pub struct RunArgs {
-    /// The NAME-kernel file of a kernel+initrd build, or its output directory (with --name)
+    /// NAME.iso, NAME.raw or NAME.qcow2; or the NAME-kernel file of a
+    /// kernel+initrd build, or its output directory (with --name)
     pub artifact: PathBuf,
     /// Artifact base name, when ARTIFACT is a directory
     #[arg(long)]
@@ -51,11 +52,17 @@ fn parse_forward(s: &str) -> Result<(u16, u16), String> {
 }
 
 pub fn run(_g: &GlobalArgs, a: RunArgs) -> anyhow::Result<ExitCode> {
-    let k = smelt::run::find_kernel_initrd(&a.artifact, a.name.as_deref())?;
+    let mut cfg = BootConfig::default();
+    match smelt::run::media_drive(&a.artifact) {
+        Some(drive) => cfg.extra_args = drive,
+        None => {
+            let k = smelt::run::find_kernel_initrd(&a.artifact, a.name.as_deref())?;
+            cfg.kernel = Some(k.kernel);
+            cfg.initrd = Some(k.initrd);
+            cfg.cmdline = Some(k.cmdline);
+        }
+    }
     let cfg = BootConfig {
-        kernel: Some(k.kernel),
-        initrd: Some(k.initrd),
-        cmdline: Some(k.cmdline),
         mem_mib: a.mem,
         // No timeout means "until the guest powers off": 100 years will do.
         timeout: Duration::from_secs(a.timeout.unwrap_or(100 * 365 * 86_400)),
@@ -68,7 +75,7 @@ pub fn run(_g: &GlobalArgs, a: RunArgs) -> anyhow::Result<ExitCode> {
         uefi: a.uefi,
         disks: a.disks,
         forwards: a.forwards,
-        ..BootConfig::default()
+        ..cfg
     };
     let result = cfg.boot().context("booting under QEMU")?;
     match result.outcome {

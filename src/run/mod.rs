@@ -89,3 +89,19 @@ mod tests {
         assert!(e.contains("expected a NAME-kernel file"), "{e}");
     }
 }
+
+/// QEMU drive arguments that boot a disk or CD image artifact (`NAME.iso`
+/// as a CD, `NAME.raw` / `NAME.qcow2` as a virtio disk), with
+/// `snapshot=on` so a test boot never changes the artifact; `None` for
+/// anything else (a kernel+initrd build).
+pub fn media_drive(artifact: &Path) -> Option<Vec<String>> {
+    let ext = artifact.extension()?.to_str()?;
+    let file = artifact.display();
+    let drive = match ext {
+        "iso" => format!("file={file},format=raw,media=cdrom,if=ide,snapshot=on"),
+        "raw" | "img" => format!("file={file},format=raw,if=virtio,snapshot=on"),
+        "qcow2" => format!("file={file},format=qcow2,if=virtio,snapshot=on"),
+        _ => return None,
+    };
+    Some(vec!["-drive".into(), drive])
+}
