@@ -10,6 +10,7 @@ pub mod compress;
 pub mod digest;
 pub mod formats;
 pub mod image;
+pub mod kernel;
 pub mod lock;
 pub mod oci;
 pub mod progress;

@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod build;
 mod image;
+mod kernel;
 mod run;
 mod validate;
 
@@ -50,6 +51,9 @@ pub enum Command {
     Image(image::ImageCommand),
     /// Boot an artifact under QEMU (serial console on this terminal)
     Run(run::RunArgs),
+    /// Check a kernel for the options smelt's outputs need
+    #[command(subcommand)]
+    Kernel(kernel::KernelCommand),
 }
 
 pub fn init_logging(g: &GlobalArgs) {
@@ -77,6 +81,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(a) => validate::run(g, a),
         Command::Image(c) => image::run(g, c),
         Command::Run(a) => run::run(g, a),
+        Command::Kernel(c) => kernel::run(g, c),
     }
 }
 
