@@ -98,9 +98,32 @@ boot_case() {
         "$med" "${#times[@]}" "$(stat -c %s "$work/boot/minimal-initrd.img")"
 }
 
+# media_case: examples/minimal.yml from a warm store: the squashfs root
+# alone (-f kernel+squashfs) against the full media set (-f iso -f raw
+# -f kernel+initrd), which should cost little more (the root squashfs is
+# built once and shared).
+media_case() {
+    local store=${SMELT_STORE_REAL:-${XDG_CACHE_HOME:-$HOME/.cache}/smelt}
+    local b=(-q --store "$store" build --pull never)
+    "$SMELT" "${b[@]}" -o "$work/m0" -f kernel+squashfs examples/minimal.yml
+    local sq all
+    sq=$(for i in 1 2 3; do time_cmd "$SMELT" "${b[@]}" -o "$work/m1" -f kernel+squashfs examples/minimal.yml; done | median)
+    all=$(for i in 1 2 3; do time_cmd "$SMELT" "${b[@]}" -o "$work/m2" -f iso -f raw -f kernel+initrd examples/minimal.yml; done | median)
+    printf 'media examples/minimal.yml: -f kernel+squashfs %.2fs | -f iso -f raw -f kernel+initrd %.2fs (ratio %.2f) | root squashfs %d bytes\n' \
+        "$sq" "$all" "$(echo "$all / $sq" | bc -l)" "$(stat -c %s "$work/m1/minimal-squashfs.img")"
+}
+
 echo "smelt bench: gzip level $LEVEL, $(nproc) cores"
 case "${BENCH:-all}" in
     boot) boot_case ;;
     build) run_case "${BENCH_MIB:-300}"; run_case 1024 ;;
-    *) boot_case; run_case "${BENCH_MIB:-300}"; run_case 1024 ;;
+    media) media_case ;;
+    squashfs) scripts/bench-squashfs.sh "${SQUASHFS_SRC:-/usr/share}" ;;
+    *)
+        boot_case
+        media_case
+        scripts/bench-squashfs.sh "${SQUASHFS_SRC:-/usr/share}"
+        run_case "${BENCH_MIB:-300}"
+        run_case 1024
+        ;;
 esac

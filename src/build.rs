@@ -168,6 +168,18 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildSummary> {
     let mut formats = opts.formats.clone();
     formats.sort();
     formats.dedup();
+    // Before any artifact: say which outputs this kernel cannot boot.
+    if let Some(k) = spec.kernel.as_ref().and_then(|k| k.image.as_ref()) {
+        let source = crate::kernel::kernel_config(&resolver, &k.reference)?;
+        for line in crate::kernel::warn_for_build(
+            source.as_ref(),
+            &formats,
+            spec.initrd_options().compression,
+            spec.root_options().compression,
+        ) {
+            tracing::warn!("{line}");
+        }
+    }
     let boot_media = formats.iter().any(|f| f.needs_boot_media());
     let firmware = if boot_media {
         assemble::boot_firmware(&mut root, &resolver, BOOT_FIRMWARE)?
@@ -260,4 +272,35 @@ fn default_name(spec: &Path) -> anyhow::Result<String> {
                 spec.display()
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_size("1048576"), Ok(1 << 20));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("2g"), Ok(2 << 30));
+        assert!(parse_size("2X").unwrap_err().contains("unknown suffix"));
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999T").is_err(), "overflow");
+    }
+
+    #[test]
+    fn linuxkit_format_names_map_to_the_hybrid_outputs() {
+        for (name, f) in [
+            ("iso-bios", Format::Iso),
+            ("iso-efi", Format::Iso),
+            ("raw-bios", Format::Raw),
+            ("raw-efi", Format::Raw),
+            ("qcow2-bios", Format::Qcow2),
+            ("qcow2-efi", Format::Qcow2),
+            ("kernel+squashfs", Format::KernelSquashfs),
+        ] {
+            assert_eq!(name.parse::<Format>().unwrap(), f, "{name}");
+        }
+        assert!("vhd".parse::<Format>().is_err());
+    }
 }

@@ -167,17 +167,11 @@ impl Output {
 impl FromStr for Output {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> anyhow::Result<Output> {
-        // LinuxKit's BIOS/EFI-only ISO names, as `smelt build -f` takes them.
-        if matches!(s, "iso-bios" | "iso-efi" | "iso-efi-initrd") {
-            return Ok(Output::Iso);
-        }
-        Output::ALL
-            .into_iter()
-            .find(|o| o.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Output::ALL.iter().map(|o| o.name()).collect();
-                anyhow::anyhow!("unknown output {s:?} (valid: {})", names.join(", "))
-            })
+        // Exactly the names `smelt build -f` takes, LinuxKit's included.
+        s.parse::<Format>().map(Output::from).map_err(|_| {
+            let names: Vec<&str> = Output::ALL.iter().map(|o| o.name()).collect();
+            anyhow::anyhow!("unknown output {s:?} (valid: {})", names.join(", "))
+        })
     }
 }
 
@@ -189,6 +183,8 @@ impl From<Format> for Output {
             Format::KernelSquashfs => Output::KernelSquashfs,
             Format::Uki => Output::Uki,
             Format::Iso => Output::Iso,
+            Format::Raw => Output::Raw,
+            Format::Qcow2 => Output::Qcow2,
         }
     }
 }

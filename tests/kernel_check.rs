@@ -276,3 +276,59 @@ fn linuxkit_layouts_carry_the_config_in_a_tarball() {
         );
     }
 }
+
+#[test]
+fn build_warns_before_writing_what_the_kernel_cannot_boot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, store, out) = (
+        tmp.path().join("img"),
+        tmp.path().join("store"),
+        tmp.path().join("out"),
+    );
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("kernel"), b"not really a bzImage").unwrap();
+    std::fs::write(
+        dir.join("kernel.config"),
+        full_config("# CONFIG_USB_STORAGE is not set\n"),
+    )
+    .unwrap();
+    pack(&store, &dir, "example.com/kernel:1");
+    let spec = tmp.path().join("k.yml");
+    std::fs::write(
+        &spec,
+        "kernel:\n  image: example.com/kernel:1\n  tar: none\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = output(
+        smelt()
+            .arg("--store")
+            .arg(&store)
+            .args(["build", "--pull", "never", "-f", "kernel+initrd", "-o"])
+            .arg(&out)
+            .arg(&spec),
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        !stderr.contains("MISSING"),
+        "kernel+initrd needs no USB: {stderr}"
+    );
+    // The ISO is refused later (no boot firmware image in this store), but
+    // the warning comes first.
+    let (_, _, stderr) = output(
+        smelt()
+            .arg("--store")
+            .arg(&store)
+            .args(["build", "--pull", "never", "-f", "iso", "-o"])
+            .arg(&out)
+            .arg(&spec),
+    );
+    assert!(
+        stderr.contains("MISSING CONFIG_USB_STORAGE"),
+        "no warning for the ISO: {stderr}"
+    );
+    assert!(
+        stderr.contains("boot firmware image smelt/boot:latest"),
+        "{stderr}"
+    );
+    assert!(!out.join("k.iso").exists());
+}

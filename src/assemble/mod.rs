@@ -300,7 +300,16 @@ pub fn boot_firmware(
         reference: parsed,
         origin: Default::default(),
     };
-    let image = pull(a, resolver, &r, "boot".to_string())?;
+    let image = resolver.resolve(&r.reference).with_context(|| {
+        format!(
+            "boot firmware image {reference} (the squashfs-root outputs take isolinux and systemd-stub from it; `make images` builds it)"
+        )
+    })?;
+    a.images.push(PinnedImage {
+        role: "boot".to_string(),
+        reference: r.reference.clone(),
+        digest: image.manifest_digest.clone(),
+    });
     let mut t = FsTree::new();
     apply_image(&mut t, resolver, &image, &r)?;
     Ok(t)

@@ -59,6 +59,22 @@ pub fn find_kernel_initrd(artifact: &Path, name: Option<&str>) -> anyhow::Result
     })
 }
 
+/// QEMU drive arguments that boot a disk or CD image artifact (`NAME.iso`
+/// as a CD, `NAME.raw` / `NAME.qcow2` as a virtio disk), with
+/// `snapshot=on` so a test boot never changes the artifact; `None` for
+/// anything else (a kernel+initrd build).
+pub fn media_drive(artifact: &Path) -> Option<Vec<String>> {
+    let ext = artifact.extension()?.to_str()?;
+    let file = artifact.display();
+    let drive = match ext {
+        "iso" => format!("file={file},format=raw,media=cdrom,if=ide,snapshot=on"),
+        "raw" | "img" => format!("file={file},format=raw,if=virtio,snapshot=on"),
+        "qcow2" => format!("file={file},format=qcow2,if=virtio,snapshot=on"),
+        _ => return None,
+    };
+    Some(vec!["-drive".into(), drive])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,20 +104,16 @@ mod tests {
             .to_string();
         assert!(e.contains("expected a NAME-kernel file"), "{e}");
     }
-}
 
-/// QEMU drive arguments that boot a disk or CD image artifact (`NAME.iso`
-/// as a CD, `NAME.raw` / `NAME.qcow2` as a virtio disk), with
-/// `snapshot=on` so a test boot never changes the artifact; `None` for
-/// anything else (a kernel+initrd build).
-pub fn media_drive(artifact: &Path) -> Option<Vec<String>> {
-    let ext = artifact.extension()?.to_str()?;
-    let file = artifact.display();
-    let drive = match ext {
-        "iso" => format!("file={file},format=raw,media=cdrom,if=ide,snapshot=on"),
-        "raw" | "img" => format!("file={file},format=raw,if=virtio,snapshot=on"),
-        "qcow2" => format!("file={file},format=qcow2,if=virtio,snapshot=on"),
-        _ => return None,
-    };
-    Some(vec!["-drive".into(), drive])
+    #[test]
+    fn media_drives_by_extension() {
+        let d = |p: &str| media_drive(Path::new(p)).map(|v| v[1].clone());
+        assert_eq!(
+            d("out/x.iso").unwrap(),
+            "file=out/x.iso,format=raw,media=cdrom,if=ide,snapshot=on"
+        );
+        assert!(d("x.qcow2").unwrap().contains("format=qcow2,if=virtio"));
+        assert!(d("x.raw").unwrap().contains("format=raw,if=virtio"));
+        assert_eq!(d("out/x-kernel"), None);
+    }
 }
