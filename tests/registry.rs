@@ -12,7 +12,14 @@ use common::*;
 use smelt::oci::testregistry::TestRegistry;
 use smelt::oci::{Reference, Store};
 
-const BASE: [&str; 2] = ["smelt/kernel:latest", "smelt/busybox:latest"];
+/// Every image examples/minimal.yml names.
+const BASE: [&str; 5] = [
+    "smelt/kernel:latest",
+    "smelt/busybox:latest",
+    "smelt/init:latest",
+    "smelt/runc:latest",
+    "smelt/poweroff:latest",
+];
 
 fn push_base(store: &Path, reg: &TestRegistry) {
     for img in BASE {
