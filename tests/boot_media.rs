@@ -357,3 +357,37 @@ fn raw_disk_with_a_corrupted_root_partition_refuses_to_boot() {
         "/dev/vda3",
     );
 }
+
+#[test]
+fn raw_size_override_grows_the_disk_and_too_small_is_refused() {
+    let (out, specs) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let store = base_store();
+    let yml = minimal_copy(specs.path());
+    let small = run_fail(
+        local_build(&store, out.path())
+            .args(["-f", "raw", "--size", "64M"])
+            .arg(&yml),
+    );
+    assert!(
+        small.contains("--size 67108864: the disk needs at least"),
+        "{small}"
+    );
+    assert!(
+        dir_names(out.path()).is_empty(),
+        "a refused build left files"
+    );
+    run(local_build(&store, out.path())
+        .args(["-f", "raw", "--size", "1G"])
+        .arg(&yml));
+    let raw = out.path().join("minimal.raw");
+    assert_eq!(std::fs::metadata(&raw).unwrap().len(), 1 << 30);
+    let v = sh(&format!("sgdisk -v {} 2>&1", raw.display()));
+    assert!(v.contains("No problems found"), "{v}");
+    // The partitions are where the computed layout puts them: the extra
+    // space is free at the end.
+    let parts: serde_json::Value =
+        serde_json::from_str(&sh(&format!("sfdisk -J {}", raw.display()))).unwrap();
+    let b = &parts["partitiontable"]["partitions"][3];
+    let end = (b["start"].as_u64().unwrap() + b["size"].as_u64().unwrap()) * 512;
+    assert!(end < (1 << 30) - (16 << 20), "partition B ends at {end}");
+}
