@@ -255,30 +255,14 @@ impl<'a> BootMedia<'a> {
                 .with_context(|| format!("boot firmware image: /{p}"))?;
             Ok(Content::Bytes(Arc::from(b)))
         };
-        let mut t = FsTree::new();
-        for d in ["isolinux", "boot", "smelt"] {
-            t.mkdir_p(Path::new(d), Meta::root(0o755))?;
-        }
+        let mut t = bios_tree(
+            &fw("bios/isolinux.bin")?,
+            &fw("bios/ldlinux.c32")?,
+            &k,
+            stage1,
+        )?;
         let file = |c: Content| Node::file(Meta::root(0o444), c);
-        t.insert(
-            Path::new("isolinux/isolinux.bin"),
-            file(fw("bios/isolinux.bin")?),
-        )?;
-        t.insert(
-            Path::new("isolinux/ldlinux.c32"),
-            file(fw("bios/ldlinux.c32")?),
-        )?;
-        t.insert(
-            Path::new("isolinux/isolinux.cfg"),
-            file(Content::Bytes(Arc::from(
-                isolinux_cfg(&k.cmdline).into_bytes(),
-            ))),
-        )?;
-        t.insert(Path::new("boot/kernel"), file(k.kernel.clone()))?;
-        t.insert(
-            Path::new("boot/initrd.img"),
-            file(Content::Bytes(Arc::from(stage1))),
-        )?;
+        t.mkdir_p(Path::new("smelt"), Meta::root(0o755))?;
         t.insert(
             Path::new("boot/efi.img"),
             file(Content::Bytes(Arc::from(esp))),

@@ -121,13 +121,7 @@ fn bytes(b: Vec<u8>) -> Content {
 }
 
 fn file(tree: &FsTree, path: &str) -> Option<Content> {
-    match tree.lookup_follow(Path::new(path))? {
-        Node::Leaf(i) => match &i.kind {
-            LeafKind::File(c) => Some(c.clone()),
-            _ => None,
-        },
-        Node::Dir(_) => None,
-    }
+    tree.file_content(Path::new(path))
 }
 
 fn read_text(c: &Content) -> anyhow::Result<String> {

@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use crate::digest::Digest;
 use crate::oci::{self, Reference, Resolver};
 use crate::spec::{Image, ImageRef, Kernel, Spec};
-use crate::tree::{Content, FsTree, LeafKind, Meta, Node};
+use crate::tree::{Content, FsTree, Meta, Node};
 
 /// An input image and the digest it resolved to.
 #[derive(Clone, Debug)]
@@ -189,17 +189,13 @@ fn add_kernel(
 
 /// A regular file's content in `tree`, following symlinks.
 fn file_content(tree: &FsTree, path: &str) -> Option<Content> {
-    match tree.lookup_follow(Path::new(path))? {
-        Node::Leaf(inode) => match &inode.kind {
-            LeafKind::File(c) => Some(c.clone()),
-            _ => None,
-        },
-        Node::Dir(_) => None,
-    }
+    tree.file_content(Path::new(path))
 }
 
 /// Apply a tar that is itself a file inside a layer (the kernel's modules).
-fn apply_nested_tar(tree: &mut FsTree, content: &Content) -> anyhow::Result<()> {
+/// Apply a tarball that is itself a file inside a layer (a kernel image's
+/// `kernel.tar`), reading it where it lies.
+pub fn apply_nested_tar(tree: &mut FsTree, content: &Content) -> anyhow::Result<()> {
     match content {
         Content::Slice { file, offset, .. } => {
             tree.apply_layer_at(content.open()?, Arc::clone(file), *offset)?;

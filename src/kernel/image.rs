@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 
 use super::config::{KernelConfig, MAX_CONFIG_BYTES, ParseError};
 use crate::oci::{PullPolicy, Reference, Resolver, Store};
-use crate::tree::{Content, FsTree, LeafKind, Node};
+use crate::tree::{Content, FsTree, Node};
 
 /// The places a kernel image's config is looked for, for messages.
 pub const CONFIG_PLACES: &str = "/kernel.config, /kernel_config, boot/config-* in /kernel.tar, usr/src/linux-headers-*/.config in /kernel-dev.tar";
@@ -167,7 +167,7 @@ fn find_config(tree: &FsTree, reference: &Reference) -> anyhow::Result<Option<Ke
             continue;
         };
         let mut inner = FsTree::new();
-        apply_nested(&mut inner, &content)
+        crate::assemble::apply_nested_tar(&mut inner, &content)
             .with_context(|| format!("kernel image {reference}: reading /{}", n.tar))?;
         if let Some(found) = find_nested(&inner, n, reference)? {
             return Ok(Some(found));
@@ -217,25 +217,7 @@ fn find_nested(
 
 /// A regular file's content in `tree`, following symlinks.
 fn file(tree: &FsTree, path: &str) -> Option<Content> {
-    match tree.lookup_follow(Path::new(path))? {
-        Node::Leaf(inode) => match &inode.kind {
-            LeafKind::File(c) => Some(c.clone()),
-            _ => None,
-        },
-        Node::Dir(_) => None,
-    }
-}
-
-/// Apply a tarball that is a file inside a layer.
-fn apply_nested(tree: &mut FsTree, content: &Content) -> anyhow::Result<()> {
-    match content {
-        Content::Slice { file, offset, .. } => {
-            tree.apply_layer_at(content.open()?, Arc::clone(file), *offset)?
-        }
-        Content::Host { path, .. } => tree.apply_layer(content.open()?, Arc::clone(path))?,
-        Content::Bytes(_) => bail!("in-memory tarballs are not supported here"),
-    }
-    Ok(())
+    tree.file_content(Path::new(path))
 }
 
 fn read_content(c: &Content, origin: &str) -> anyhow::Result<String> {

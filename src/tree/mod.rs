@@ -505,6 +505,18 @@ impl FsTree {
         dir.entries.get_mut(last)
     }
 
+    /// A regular file's content at `path`, following symlinks; `None` for
+    /// anything else or nothing.
+    pub fn file_content(&self, path: &Path) -> Option<Content> {
+        match self.lookup_follow(path)? {
+            Node::Leaf(inode) => match &inode.kind {
+                LeafKind::File(c) => Some(c.clone()),
+                _ => None,
+            },
+            Node::Dir(_) => None,
+        }
+    }
+
     /// The number of names in the tree, not counting the root (a file with
     /// two hardlinks counts twice).
     pub fn file_count(&self) -> usize {
