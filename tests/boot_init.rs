@@ -123,6 +123,13 @@ fn lifecycle_onboot_services_restart_onshutdown_poweroff() {
         "no name prefix:\n{}",
         r.console
     );
+    // The stopper exited before shutdown: it is reaped, not sent a kill
+    // that runc answers with an error on the console.
+    assert!(
+        !r.console.contains("container does not exist"),
+        "{}",
+        r.console
+    );
 }
 
 #[test]

@@ -50,6 +50,12 @@ fn stop_services(sys: &dyn Sys, sup: &mut Supervisor, runc_ok: bool) {
     let names = |sup: &Supervisor| -> Vec<String> {
         sup.running().map(|s| s.bundle.name.clone()).collect()
     };
+    // A service that exited just before the shutdown signal (poweroff's own
+    // container, typically) is reaped first, not sent a kill runc would
+    // answer with "container does not exist".
+    for (pid, code) in sys.reap() {
+        sup.exited(sys, pid, code, false);
+    }
     for n in names(sup) {
         let _ = sys.run_quiet(&bundle::runc_kill(&n, "TERM"));
     }
@@ -131,7 +137,8 @@ mod tests {
             );
         let mut sup = Supervisor::new(&sys, bundle::discover(&sys, "/s"));
         sup.start_due(&sys);
-        // getty exits on TERM.
+        // Nothing has exited when shutdown starts; getty exits on TERM.
+        sys.reaps.borrow_mut().push_back(vec![]);
         sys.reaps.borrow_mut().push_back(vec![(100, 143)]);
         let down = bundle::discover(&sys, "/d");
         let err = shutdown(&sys, &mut sup, &down, true, Action::Poweroff);
@@ -180,5 +187,20 @@ mod tests {
             sys.logs()
                 .contains("service x did not stop in 10s, killing it")
         );
+    }
+
+    #[test]
+    fn a_service_that_already_exited_is_not_killed() {
+        let sys = FakeSys::new()
+            .dir("/s/off/rootfs")
+            .file("/s/off/config.json", r#"{"process":{"args":["off"]}}"#);
+        let mut sup = Supervisor::new(&sys, bundle::discover(&sys, "/s"));
+        sup.start_due(&sys);
+        // It exited (after asking for the poweroff) but was not reaped yet.
+        sys.reaps.borrow_mut().push_back(vec![(100, 0)]);
+        let _ = shutdown(&sys, &mut sup, &[], true, Action::Poweroff);
+        let calls = sys.calls();
+        assert!(!calls.iter().any(|c| c.contains(" kill off ")), "{calls:?}");
+        assert!(calls.contains(&"run /usr/bin/runc --root /run/runc delete -f off".to_string()));
     }
 }

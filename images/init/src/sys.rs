@@ -76,7 +76,9 @@ pub trait Sys {
     fn spawn(&self, argv: &[String], name: &str) -> io::Result<u32>;
     /// As [`Sys::spawn`] but waits; returns the exit code (128+N if killed).
     fn run(&self, argv: &[String], name: &str) -> io::Result<i32>;
-    /// Run `argv` with output to the console, wait, return the exit code.
+    /// Run `argv` with its output discarded (runc kill/delete at shutdown,
+    /// whose complaints about a container already gone are noise), wait,
+    /// return the exit code.
     fn run_quiet(&self, argv: &[String]) -> io::Result<i32>;
     /// Reap every exited child without blocking: `(pid, exit code)`.
     fn reap(&self) -> Vec<(u32, i32)>;
@@ -428,7 +430,13 @@ impl Sys for RealSys {
         let (prog, args) = argv
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-        Ok(exit_code(Command::new(prog).args(args).status()?))
+        Ok(exit_code(
+            Command::new(prog)
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()?,
+        ))
     }
 
     fn reap(&self) -> Vec<(u32, i32)> {
