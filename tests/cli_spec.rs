@@ -99,3 +99,26 @@ fn json_output_lists_errors() {
         "{v}"
     );
 }
+
+/// `smelt validate --json spec | head -c0`: the reader is gone before smelt
+/// writes; smelt stops quietly (exit 0) instead of panicking on EPIPE.
+#[test]
+fn a_closed_stdout_pipe_is_not_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("ok.yml");
+    std::fs::write(&spec, "init: [smelt/init:latest]\n").unwrap();
+    let fifo = dir.path().join("out");
+    // The writer's open of the FIFO waits for the reader; the reader opens
+    // and closes it at once, long before smelt has parsed the spec.
+    let script = format!(
+        "mkfifo {f}; {smelt} validate --json {spec} > {f} 2> {err} & exec 3< {f}; exec 3<&-; wait $!; echo rc=$?",
+        f = fifo.display(),
+        smelt = env!("CARGO_BIN_EXE_smelt"),
+        spec = spec.display(),
+        err = dir.path().join("err").display()
+    );
+    let out = sh(&script);
+    let err = std::fs::read_to_string(dir.path().join("err")).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.trim(), "rc=0", "{err}");
+}

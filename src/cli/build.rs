@@ -61,7 +61,7 @@ pub fn run(g: &GlobalArgs, a: BuildArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = smelt::build::build(&opts)?;
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        outln!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
         for o in &summary.outputs {
             tracing::info!("wrote {} ({} bytes)", o.path.display(), o.size);

@@ -63,10 +63,10 @@ pub fn run(g: &GlobalArgs, c: ImageCommand) -> anyhow::Result<ExitCode> {
         ImageCommand::Ls => {
             let entries = smelt::image::list(&store)?;
             if g.json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
+                outln!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
                 for e in entries {
-                    println!("{}\t{}\t{}", e.reference, e.digest, e.size);
+                    outln!("{}\t{}\t{}", e.reference, e.digest, e.size);
                 }
             }
         }
@@ -76,11 +76,11 @@ pub fn run(g: &GlobalArgs, c: ImageCommand) -> anyhow::Result<ExitCode> {
 
 fn report(g: &GlobalArgs, reference: &str, digest: &str) {
     if g.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({ "reference": reference, "digest": digest })
         );
     } else {
-        println!("{reference}@{digest}");
+        outln!("{reference}@{digest}");
     }
 }

@@ -72,10 +72,10 @@ pub fn run(g: &GlobalArgs, c: KernelCommand) -> anyhow::Result<ExitCode> {
     };
     let report = Report::new(&source, &target)?;
     if g.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        outln!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         for line in report.lines() {
-            println!("{line}");
+            outln!("{line}");
         }
     }
     Ok(if report.missing.is_empty() {

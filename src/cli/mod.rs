@@ -5,6 +5,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `println!` for data on stdout that survives a reader that went away
+/// (`smelt image ls | head`): see [`out`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::out(format_args!($($arg)*))
+    };
+}
+
 mod build;
 mod image;
 mod kernel;
@@ -90,6 +98,27 @@ pub fn store_root(g: &GlobalArgs) -> PathBuf {
     g.store
         .clone()
         .unwrap_or_else(smelt::oci::Store::default_root)
+}
+
+/// Write one line of data to stdout. `println!` panics when the reader has
+/// closed the pipe (Rust ignores SIGPIPE, so the write fails with EPIPE);
+/// like a command killed by SIGPIPE, smelt then stops quietly, with exit
+/// code 0 as `head` expects. Other write errors end with exit code 1.
+pub fn out(line: std::fmt::Arguments) {
+    use std::io::Write;
+    let mut o = std::io::stdout().lock();
+    let r = o
+        .write_fmt(line)
+        .and_then(|()| o.write_all(b"\n"))
+        .and_then(|()| o.flush());
+    match r {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("smelt: error: writing to stdout: {e}");
+            std::process::exit(1);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub fn run(g: &GlobalArgs, a: ValidateArgs) -> anyhow::Result<ExitCode> {
     match smelt::spec::load(&a.specs) {
         Ok(_) => {
             if g.json {
-                println!("{}", serde_json::json!({ "valid": true, "errors": [] }));
+                outln!("{}", serde_json::json!({ "valid": true, "errors": [] }));
             } else if !g.quiet {
                 eprintln!("smelt: {} valid", names(&a.specs));
             }
@@ -27,7 +27,7 @@ pub fn run(g: &GlobalArgs, a: ValidateArgs) -> anyhow::Result<ExitCode> {
         Err(e) => {
             if g.json {
                 let errors: Vec<String> = e.to_string().lines().map(String::from).collect();
-                println!(
+                outln!(
                     "{}",
                     serde_json::json!({ "valid": false, "errors": errors })
                 );
