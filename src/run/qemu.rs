@@ -231,6 +231,28 @@ impl BootConfig {
     }
 }
 
+/// `text` without ANSI escape sequences: CSI (`ESC [` parameters, then a
+/// final byte in `@`..`~`) and two-byte `ESC x` sequences (ECMA-48 5.4).
+pub fn strip_escapes(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        // `ESC x` drops x; `ESC [` runs to the final byte.
+        if chars.next() == Some('[') {
+            for p in chars.by_ref() {
+                if ('@'..='~').contains(&p) {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// A guest that is running. Dropping it kills QEMU.
 pub struct RunningVm {
     monitor: Option<PathBuf>,
@@ -282,18 +304,20 @@ impl RunningVm {
         Ok(())
     }
 
-    /// Wait until the console contains `needle`; false if the guest ended
-    /// or `timeout` passed first.
+    /// Wait until the console contains `needle`, ignoring terminal escape
+    /// sequences (a firmware mirroring its screen to the serial line, as
+    /// SeaBIOS does with `-nographic`, moves the cursor in mid-text); false
+    /// if the guest ended or `timeout` passed first.
     pub fn wait_for_console(&mut self, needle: &str, timeout: Duration) -> bool {
         let start = Instant::now();
         loop {
-            if self.console().contains(needle) {
+            if strip_escapes(&self.console()).contains(needle) {
                 return true;
             }
             let exited = matches!(self.child.try_wait(), Ok(Some(_)));
             if exited || start.elapsed() >= timeout {
                 // The reader may still hold the last lines.
-                return self.console().contains(needle);
+                return strip_escapes(&self.console()).contains(needle);
             }
             thread::sleep(Duration::from_millis(50));
         }
@@ -381,6 +405,16 @@ fn tail(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn escapes_are_stripped_for_matching() {
+        // SeaBIOS's screen mirror, as seen in a real boot log.
+        let seen = "SMELT-ISOLINU\u{1b}[11;13H\u{1b}[11;14HX-OK\u{1b}[0m\u{1b}c done";
+        assert_eq!(strip_escapes(seen), "SMELT-ISOLINUX-OK done");
+        assert_eq!(strip_escapes("plain [x]"), "plain [x]");
+        assert_eq!(strip_escapes("cut \u{1b}[1"), "cut ");
+    }
+
     use super::*;
 
     #[test]
