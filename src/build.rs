@@ -169,8 +169,11 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildSummary> {
     formats.sort();
     formats.dedup();
     // Before any artifact: say which outputs this kernel cannot boot.
-    if let Some(k) = spec.kernel.as_ref().and_then(|k| k.image.as_ref()) {
-        let source = crate::kernel::kernel_config(&resolver, &k.reference)?;
+    if let (Some(parts), Some(k)) = (
+        &root.kernel,
+        spec.kernel.as_ref().and_then(|k| k.image.as_ref()),
+    ) {
+        let source = crate::kernel::config_in_tree(&parts.image, &k.reference)?;
         for line in crate::kernel::warn_for_build(
             source.as_ref(),
             &formats,

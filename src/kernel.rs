@@ -25,7 +25,7 @@ use serde::de::IntoDeserializer;
 pub use config::{
     KernelConfig, MAX_CONFIG_BYTES, Need, ParseError, Requirement, Value, parse_fragment,
 };
-pub use image::{CONFIG_PLACES, KernelSource, kernel_config, load_from_image};
+pub use image::{CONFIG_PLACES, KernelSource, config_in_tree, kernel_config, load_from_image};
 
 use crate::build::Format;
 use crate::spec::{Compression, RootCompression};

@@ -21,7 +21,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 use super::output::OutputSet;
 use super::stage1::{self, RootImage};
@@ -148,7 +148,7 @@ impl<'a> BootMedia<'a> {
         if self.uki.is_none() {
             let initrd = self.stage1(dir, progress)?.to_vec();
             let k = self.kernel()?;
-            let linux = read_content(&k.kernel).context("reading the kernel")?;
+            let linux = k.kernel.read_all().context("reading the kernel")?;
             let stub = assemble::read_file(&self.firmware, "efi/linuxx64.efi.stub")
                 .context("boot firmware image: systemd-stub")?;
             let release = stage1::kernel_release(&self.root.tree)?;
@@ -174,13 +174,7 @@ impl<'a> BootMedia<'a> {
     /// entry `\EFI\BOOT\BOOTX64.EFI` (UEFI spec 3.5.1.1).
     pub fn esp(&mut self, dir: &Path, progress: &dyn Progress) -> anyhow::Result<&[u8]> {
         if self.esp.is_none() {
-            let uki = self.uki(dir, progress)?.to_vec();
-            let mut t = FsTree::new();
-            t.mkdir_p(Path::new("EFI/BOOT"), Meta::root(0o755))?;
-            t.insert(
-                Path::new("EFI/BOOT/BOOTX64.EFI"),
-                Node::file(Meta::root(0o644), Content::Bytes(Arc::from(uki))),
-            )?;
+            let t = esp_tree(self.uki(dir, progress)?.to_vec())?;
             let seed = self.squashfs(dir, progress)?.sha256.clone();
             let opts = fat::FatOptions {
                 label: "SMELT_EFI".into(),
@@ -296,6 +290,18 @@ impl<'a> BootMedia<'a> {
     }
 }
 
+/// An ESP's files: the UKI as the removable-media default boot entry
+/// `\EFI\BOOT\BOOTX64.EFI` (UEFI spec 3.5.1.1).
+pub fn esp_tree(uki: Vec<u8>) -> anyhow::Result<FsTree> {
+    let mut t = FsTree::new();
+    t.mkdir_p(Path::new("EFI/BOOT"), Meta::root(0o755))?;
+    t.insert(
+        Path::new("EFI/BOOT/BOOTX64.EFI"),
+        Node::file(Meta::root(0o644), Content::Bytes(Arc::from(uki))),
+    )?;
+    Ok(t)
+}
+
 /// The El Torito entry for isolinux.
 pub fn bios_boot() -> iso9660::BiosBoot {
     iso9660::BiosBoot {
@@ -347,21 +353,6 @@ pub fn hex_bytes(hex: &str) -> Vec<u8> {
     (0..hex.len() / 2)
         .filter_map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok())
         .collect()
-}
-
-fn read_content(c: &Content) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(c.len() as usize);
-    std::io::Read::read_to_end(&mut c.open()?, &mut out)
-        .with_context(|| format!("reading {}", c.origin()))?;
-    if out.len() as u64 != c.len() {
-        bail!(
-            "{}: expected {} bytes, read {}",
-            c.origin(),
-            c.len(),
-            out.len()
-        );
-    }
-    Ok(out)
 }
 
 /// The squashfs options the spec's `root:` asks for.

@@ -28,13 +28,13 @@ use std::io::Write;
 
 use anyhow::{Context, bail};
 
-use super::boot::{BootMedia, bios_boot, bios_tree, hex_bytes};
+use super::boot::{BootMedia, bios_boot, bios_tree, esp_tree, hex_bytes};
 use super::output::OutputSet;
 use crate::assemble;
 use crate::formats::gpt::{self, GptDisk, Guid, Lba, MbrOptions, Partition};
 use crate::formats::{fat, iso9660, qcow2};
 use crate::progress::Progress;
-use crate::tree::{Content, FsTree, Meta, Node};
+use crate::tree::Content;
 
 const MIB: u64 = 1 << 20;
 const SECTOR: u64 = gpt::SECTOR_SIZE;
@@ -104,9 +104,9 @@ impl BootMedia<'_> {
         let sq = self.squashfs(&dir, progress)?;
         let (sq_size, image, seed_hex) = (sq.size, sq.image(), sq.sha256.hex().to_string());
         let k = self.kernel()?.clone();
-        let fw = self.firmware().clone();
+        let fw = self.firmware();
         let read = |p: &str| -> anyhow::Result<Vec<u8>> {
-            assemble::read_file(&fw, p).with_context(|| format!("boot firmware image: /{p}"))
+            assemble::read_file(fw, p).with_context(|| format!("boot firmware image: /{p}"))
         };
         let isolinux = Content::Bytes(read("bios/isolinux.bin")?.into());
         let ldlinux = Content::Bytes(read("bios/ldlinux.c32")?.into());
@@ -196,12 +196,7 @@ impl BootMedia<'_> {
             ],
         };
         disk.validate().context("raw disk layout")?;
-        let mut esp_tree = FsTree::new();
-        esp_tree.mkdir_p(std::path::Path::new("EFI/BOOT"), Meta::root(0o755))?;
-        esp_tree.insert(
-            std::path::Path::new("EFI/BOOT/BOOTX64.EFI"),
-            Node::file(Meta::root(0o644), Content::Bytes(uki.into())),
-        )?;
+        let esp_files = esp_tree(uki)?;
         let fat_opts = fat::FatOptions {
             label: "ESP".into(),
             volume_id: u32::from_str_radix(&seed_hex[16..24], 16).unwrap_or(0),
@@ -211,7 +206,7 @@ impl BootMedia<'_> {
             hidden_sectors: (esp_start / SECTOR) as u32,
         };
         let mut esp = Vec::new();
-        fat::write_fat(&esp_tree, &fat_opts, &mut esp).context("writing the ESP")?;
+        fat::write_fat(&esp_files, &fat_opts, &mut esp).context("writing the ESP")?;
         Ok(Plan {
             disk,
             mbr_code,

@@ -13,7 +13,6 @@
 //! drivers that are there. Non-goals: firmware files, module options.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -125,11 +124,10 @@ fn file(tree: &FsTree, path: &str) -> Option<Content> {
 }
 
 fn read_text(c: &Content) -> anyhow::Result<String> {
-    let mut s = String::new();
-    c.open()?
-        .read_to_string(&mut s)
+    let bytes = c
+        .read_all()
         .with_context(|| format!("reading {}", c.origin()))?;
-    Ok(s)
+    String::from_utf8(bytes).with_context(|| format!("{} is not UTF-8", c.origin()))
 }
 
 /// The one kernel release under `/lib/modules` of `root`, if any.

@@ -32,6 +32,9 @@ pub struct PinnedImage {
 /// The kernel pieces that are artifacts of their own, not part of the root.
 #[derive(Clone, Debug)]
 pub struct KernelParts {
+    /// The kernel image's own tree (`/kernel`, `/kernel.tar`, its config),
+    /// metadata only, kept for `smelt kernel check`'s warning.
+    pub image: FsTree,
     pub kernel: Content,
     pub cmdline: String,
     /// CPU microcode cpio, prepended uncompressed to the initrd.
@@ -128,17 +131,39 @@ fn apply_image(
     image: &oci::Image,
     r: &ImageRef,
 ) -> anyhow::Result<()> {
+    apply_layers(tree, resolver, image, &r.reference)
+}
+
+fn apply_layers(
+    tree: &mut FsTree,
+    resolver: &Resolver,
+    image: &oci::Image,
+    reference: &Reference,
+) -> anyhow::Result<()> {
     for layer in &image.layers {
         let path = resolver
             .store
             .layer_tar(layer)
-            .with_context(|| format!("image {}: layer {}", r.reference, layer.digest))?;
+            .with_context(|| format!("image {reference}: layer {}", layer.digest))?;
         let file = std::fs::File::open(&path)
-            .with_context(|| format!("image {}: opening layer {}", r.reference, path.display()))?;
+            .with_context(|| format!("image {reference}: opening layer {}", path.display()))?;
         tree.apply_layer(std::io::BufReader::new(file), Arc::new(path))
-            .with_context(|| format!("image {}: layer {}", r.reference, layer.digest))?;
+            .with_context(|| format!("image {reference}: layer {}", layer.digest))?;
     }
     Ok(())
+}
+
+/// Resolve `reference` and apply its layers into a tree of its own.
+pub fn image_tree(
+    resolver: &Resolver,
+    reference: &Reference,
+) -> anyhow::Result<(oci::Image, FsTree)> {
+    let image = resolver
+        .resolve(reference)
+        .with_context(|| format!("image {reference}"))?;
+    let mut t = FsTree::new();
+    apply_layers(&mut t, resolver, &image, reference)?;
+    Ok((image, t))
 }
 
 fn add_kernel(
@@ -181,6 +206,7 @@ fn add_kernel(
         None => None,
     };
     Ok(KernelParts {
+        image: kt,
         kernel,
         cmdline: k.cmdline.clone().unwrap_or_default(),
         ucode,
@@ -291,23 +317,16 @@ pub fn boot_firmware(
 ) -> anyhow::Result<FsTree> {
     let parsed = Reference::parse(reference)
         .with_context(|| format!("boot firmware image reference {reference:?}"))?;
-    let r = ImageRef {
-        text: reference.to_string(),
-        reference: parsed,
-        origin: Default::default(),
-    };
-    let image = resolver.resolve(&r.reference).with_context(|| {
+    let (image, t) = image_tree(resolver, &parsed).with_context(|| {
         format!(
             "boot firmware image {reference} (the squashfs-root outputs take isolinux and systemd-stub from it; `make images` builds it)"
         )
     })?;
     a.images.push(PinnedImage {
         role: "boot".to_string(),
-        reference: r.reference.clone(),
+        reference: parsed,
         digest: image.manifest_digest.clone(),
     });
-    let mut t = FsTree::new();
-    apply_image(&mut t, resolver, &image, &r)?;
     Ok(t)
 }
 
@@ -315,8 +334,7 @@ pub fn boot_firmware(
 /// (isolinux.bin, the stub, the kernel) that writers need in memory.
 pub fn read_file(tree: &FsTree, path: &str) -> anyhow::Result<Vec<u8>> {
     let content = file_content(tree, path).with_context(|| format!("no file /{path}"))?;
-    let mut out = Vec::with_capacity(content.len() as usize);
-    std::io::Read::read_to_end(&mut content.open()?, &mut out)
-        .with_context(|| format!("reading /{path} from {}", content.origin()))?;
-    Ok(out)
+    content
+        .read_all()
+        .with_context(|| format!("reading /{path}"))
 }

@@ -15,7 +15,6 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{Context, bail};
 
@@ -95,27 +94,25 @@ pub fn kernel_config(
     resolver: &Resolver,
     reference: &Reference,
 ) -> anyhow::Result<Option<KernelSource>> {
-    let image = resolver
-        .resolve(reference)
+    let (_, tree) = crate::assemble::image_tree(resolver, reference)
         .with_context(|| format!("kernel image {reference}"))?;
-    let mut tree = FsTree::new();
-    for layer in &image.layers {
-        let path = resolver
-            .store
-            .layer_tar(layer)
-            .with_context(|| format!("kernel image {reference}: layer {}", layer.digest))?;
-        let file = std::fs::File::open(&path).with_context(|| {
-            format!("kernel image {reference}: opening layer {}", path.display())
-        })?;
-        tree.apply_layer(std::io::BufReader::new(file), Arc::new(path))
-            .with_context(|| format!("kernel image {reference}: layer {}", layer.digest))?;
-    }
-    let bzimage_release = match file(&tree, "kernel") {
+    config_in_tree(&tree, reference)
+}
+
+/// The config in a kernel image's tree (see [`CONFIG_PLACES`]), with the
+/// release from the bzImage header when there is one; `reference` names
+/// the image in messages. `smelt build` passes the tree it already
+/// assembled the kernel from.
+pub fn config_in_tree(
+    tree: &FsTree,
+    reference: &Reference,
+) -> anyhow::Result<Option<KernelSource>> {
+    let bzimage_release = match file(tree, "kernel") {
         Some(k) => bzimage_release(&k)
             .with_context(|| format!("kernel image {reference}: reading /kernel"))?,
         None => None,
     };
-    let found = find_config(&tree, reference)?;
+    let found = find_config(tree, reference)?;
     Ok(found.map(|s| KernelSource {
         release: bzimage_release.or(s.release),
         ..s

@@ -136,6 +136,26 @@ impl Content {
         }
     }
 
+    /// All the bytes, for the few small files a writer needs in memory
+    /// (boot loaders, the kernel, module indexes); a source that is shorter
+    /// or longer than `len()` is an error naming its origin.
+    pub fn read_all(&self) -> io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.len() as usize);
+        self.open()?.read_to_end(&mut out)?;
+        if out.len() as u64 != self.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{}: expected {} bytes, read {}",
+                    self.origin(),
+                    self.len(),
+                    out.len()
+                ),
+            ));
+        }
+        Ok(out)
+    }
+
     /// A description of where the bytes come from, for error messages.
     pub fn origin(&self) -> String {
         match self {
