@@ -3,86 +3,19 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
+use crate::artifacts::Format;
 use crate::artifacts::manifest::{self, Manifest};
 use crate::artifacts::output::{OutputSet, Written};
 use crate::assemble;
 use crate::lock::LockFile;
 use crate::oci::{PullPolicy, RegistryClient, RegistryOptions, Resolver, Store};
 
-/// An artifact format `smelt build -f` accepts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
-pub enum Format {
-    /// `NAME-kernel`, `NAME-initrd.img`, `NAME-cmdline`.
-    #[serde(rename = "kernel+initrd")]
-    KernelInitrd,
-    /// `NAME.tar`: the root tree, kernel at `boot/kernel`.
-    #[serde(rename = "tar")]
-    Tar,
-    /// `NAME-kernel`, `NAME-initrd.img` (stage 1), `NAME-cmdline`,
-    /// `NAME-squashfs.img`.
-    #[serde(rename = "kernel+squashfs")]
-    KernelSquashfs,
-    /// `NAME.efi`: the unified kernel image.
-    #[serde(rename = "uki")]
-    Uki,
-    /// `NAME.iso`: hybrid ISO, BIOS and UEFI, CD and USB stick.
-    #[serde(rename = "iso")]
-    Iso,
-    /// `NAME.raw`: GPT disk, BIOS and UEFI.
-    #[serde(rename = "raw")]
-    Raw,
-    /// `NAME.qcow2`: the raw disk as sparse qcow2.
-    #[serde(rename = "qcow2")]
-    Qcow2,
-}
-
 /// The boot firmware image the ISO and UKI take isolinux and systemd-stub
 /// from.
 pub const BOOT_FIRMWARE: &str = "smelt/boot:latest";
-
-impl FromStr for Format {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Format> {
-        // LinuxKit's BIOS/EFI-only names map to the hybrid outputs, so
-        // LinuxKit build scripts keep working.
-        match s {
-            "kernel+initrd" => Ok(Format::KernelInitrd),
-            "tar" => Ok(Format::Tar),
-            "kernel+squashfs" => Ok(Format::KernelSquashfs),
-            "uki" => Ok(Format::Uki),
-            "iso" | "iso-bios" | "iso-efi" | "iso-efi-initrd" => Ok(Format::Iso),
-            "raw" | "raw-bios" | "raw-efi" => Ok(Format::Raw),
-            "qcow2" | "qcow2-bios" | "qcow2-efi" => Ok(Format::Qcow2),
-            other => bail!(
-                "unknown output format {other:?} (supported: kernel+initrd, tar, kernel+squashfs, uki, iso, raw, qcow2; LinuxKit's iso-bios, iso-efi, raw-bios, raw-efi, qcow2-bios, qcow2-efi)"
-            ),
-        }
-    }
-}
-
-impl Format {
-    /// Whether the format boots from a squashfs root (and needs the boot
-    /// firmware image).
-    pub fn needs_boot_media(self) -> bool {
-        !matches!(self, Format::KernelInitrd | Format::Tar)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::KernelInitrd => "kernel+initrd",
-            Format::Tar => "tar",
-            Format::KernelSquashfs => "kernel+squashfs",
-            Format::Uki => "uki",
-            Format::Iso => "iso",
-            Format::Raw => "raw",
-            Format::Qcow2 => "qcow2",
-        }
-    }
-}
 
 #[derive(Clone, Debug)]
 pub struct BuildOptions {
@@ -202,35 +135,17 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildSummary> {
         .with_context(|| format!("creating output directory {}", opts.out_dir.display()))?;
     let mut media =
         crate::artifacts::boot::BootMedia::new(&name, &root, firmware, epoch, spec.root_options());
-    for f in &formats {
-        match f {
-            Format::KernelInitrd => crate::artifacts::initrd::write_kernel_initrd(
-                &mut outputs,
-                &name,
-                &root,
-                &spec.initrd_options(),
-                &reporter,
-            )?,
-            Format::Tar => {
-                crate::artifacts::tarball::write_tar(&mut outputs, &name, &root, &reporter)?
-            }
-            Format::KernelSquashfs => media.write_kernel_squashfs(&mut outputs, &reporter)?,
-            Format::Uki => media.write_uki(&mut outputs, &reporter)?,
-            Format::Iso => media.write_iso(&mut outputs, &reporter)?,
-            // One pass writes both: qcow2 is converted from the raw bytes.
-            Format::Raw => media.write_raw(
-                &mut outputs,
-                true,
-                formats.contains(&Format::Qcow2),
-                opts.disk_size,
-                &reporter,
-            )?,
-            Format::Qcow2 if formats.contains(&Format::Raw) => {}
-            Format::Qcow2 => {
-                media.write_raw(&mut outputs, false, true, opts.disk_size, &reporter)?
-            }
-        }
-    }
+    crate::artifacts::write_formats(
+        &mut outputs,
+        &root,
+        &mut media,
+        &formats,
+        &crate::artifacts::FormatOptions {
+            initrd: spec.initrd_options(),
+            disk_size: opts.disk_size,
+        },
+        &reporter,
+    )?;
     let manifest = manifest::build(&name, epoch, &formats, &root, &outputs)?;
     manifest::write(&mut outputs, &name, &manifest)?;
     let written = outputs
@@ -289,21 +204,5 @@ mod tests {
         assert!(parse_size("2X").unwrap_err().contains("unknown suffix"));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("99999999999T").is_err(), "overflow");
-    }
-
-    #[test]
-    fn linuxkit_format_names_map_to_the_hybrid_outputs() {
-        for (name, f) in [
-            ("iso-bios", Format::Iso),
-            ("iso-efi", Format::Iso),
-            ("raw-bios", Format::Raw),
-            ("raw-efi", Format::Raw),
-            ("qcow2-bios", Format::Qcow2),
-            ("qcow2-efi", Format::Qcow2),
-            ("kernel+squashfs", Format::KernelSquashfs),
-        ] {
-            assert_eq!(name.parse::<Format>().unwrap(), f, "{name}");
-        }
-        assert!("vhd".parse::<Format>().is_err());
     }
 }

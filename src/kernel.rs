@@ -17,7 +17,6 @@ mod config;
 mod image;
 
 use std::fmt;
-use std::str::FromStr;
 use std::sync::OnceLock;
 
 use serde::de::IntoDeserializer;
@@ -27,7 +26,7 @@ pub use config::{
 };
 pub use image::{CONFIG_PLACES, KernelSource, config_in_tree, kernel_config, load_from_image};
 
-use crate::build::Format;
+use crate::artifacts::Format;
 use crate::spec::{Compression, RootCompression};
 
 /// A group of kernel options, one fragment file each.
@@ -127,84 +126,10 @@ impl serde::Serialize for Feature {
     }
 }
 
-/// An output the check knows: every [`Format`] of `smelt build`, and the
-/// disk images still to come.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Output {
-    KernelInitrd,
-    Tar,
-    KernelSquashfs,
-    Uki,
-    Iso,
-    Raw,
-    Qcow2,
-}
-
-impl Output {
-    pub const ALL: [Output; 7] = [
-        Output::KernelInitrd,
-        Output::Tar,
-        Output::KernelSquashfs,
-        Output::Uki,
-        Output::Iso,
-        Output::Raw,
-        Output::Qcow2,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Output::KernelInitrd => "kernel+initrd",
-            Output::Tar => "tar",
-            Output::KernelSquashfs => "kernel+squashfs",
-            Output::Uki => "uki",
-            Output::Iso => "iso",
-            Output::Raw => "raw",
-            Output::Qcow2 => "qcow2",
-        }
-    }
-}
-
-impl FromStr for Output {
-    type Err = anyhow::Error;
-    fn from_str(s: &str) -> anyhow::Result<Output> {
-        // Exactly the names `smelt build -f` takes, LinuxKit's included.
-        s.parse::<Format>().map(Output::from).map_err(|_| {
-            let names: Vec<&str> = Output::ALL.iter().map(|o| o.name()).collect();
-            anyhow::anyhow!("unknown output {s:?} (valid: {})", names.join(", "))
-        })
-    }
-}
-
-impl From<Format> for Output {
-    fn from(f: Format) -> Output {
-        match f {
-            Format::KernelInitrd => Output::KernelInitrd,
-            Format::Tar => Output::Tar,
-            Format::KernelSquashfs => Output::KernelSquashfs,
-            Format::Uki => Output::Uki,
-            Format::Iso => Output::Iso,
-            Format::Raw => Output::Raw,
-            Format::Qcow2 => Output::Qcow2,
-        }
-    }
-}
-
-impl fmt::Display for Output {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl serde::Serialize for Output {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
 /// What is being built: the outputs and the spec's compressors.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Target {
-    pub outputs: Vec<Output>,
+    pub outputs: Vec<Format>,
     /// `initrd: {compression}` (kernel+initrd).
     pub initrd: Compression,
     /// `root: {compression}` (the squashfs outputs).
@@ -218,8 +143,8 @@ impl Target {
         for o in &self.outputs {
             match o {
                 // The root tree only; what boots it is not smelt's.
-                Output::Tar => {}
-                Output::KernelInitrd => {
+                Format::Tar => {}
+                Format::KernelInitrd => {
                     out.push(Feature::Base);
                     match self.initrd {
                         Compression::Gzip => out.push(Feature::InitrdGzip),
@@ -236,9 +161,9 @@ impl Target {
                         RootCompression::Gzip => Feature::SquashfsGzip,
                     });
                     match squashfs {
-                        Output::Uki => out.push(Feature::Uefi),
-                        Output::Iso => out.extend([Feature::Iso, Feature::Uefi]),
-                        Output::Raw | Output::Qcow2 => out.extend([Feature::Raw, Feature::Uefi]),
+                        Format::Uki => out.push(Feature::Uefi),
+                        Format::Iso => out.extend([Feature::Iso, Feature::Uefi]),
+                        Format::Raw | Format::Qcow2 => out.extend([Feature::Raw, Feature::Uefi]),
                         _ => {}
                     }
                 }
@@ -371,7 +296,7 @@ pub struct Report {
     pub kernel: String,
     /// Where the config came from.
     pub config: String,
-    pub outputs: Vec<Output>,
+    pub outputs: Vec<Format>,
     pub features: Vec<Feature>,
     /// Distinct options checked.
     pub checked: usize,
@@ -414,10 +339,10 @@ impl Report {
     }
 }
 
-fn join(outputs: &[Output]) -> String {
+fn join(outputs: &[Format]) -> String {
     outputs
         .iter()
-        .map(|o| o.name())
+        .map(|o| o.as_str())
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -433,7 +358,7 @@ pub fn warn_for_build(
     initrd: Compression,
     root: RootCompression,
 ) -> Vec<String> {
-    let mut outputs: Vec<Output> = formats.iter().map(|&f| f.into()).collect();
+    let mut outputs = formats.to_vec();
     outputs.sort();
     outputs.dedup();
     let target = Target {

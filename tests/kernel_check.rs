@@ -164,7 +164,7 @@ fn an_unknown_output_is_an_error_listing_the_valid_ones() {
     assert_eq!(code, Some(2), "{stdout}");
     assert_eq!(
         stderr.trim(),
-        "smelt: error: unknown output \"floppy\" (valid: kernel+initrd, tar, kernel+squashfs, uki, iso, raw, qcow2)"
+        "smelt: error: unknown output \"floppy\" (valid: kernel+initrd, tar, kernel+squashfs, uki, iso, raw, qcow2; LinuxKit's iso-bios, iso-efi, raw-bios, raw-efi, qcow2-bios, qcow2-efi)"
     );
 }
 

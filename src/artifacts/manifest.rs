@@ -4,9 +4,9 @@
 
 use std::io::Write;
 
+use crate::artifacts::Format;
 use crate::artifacts::output::OutputSet;
 use crate::assemble::Assembled;
-use crate::build::Format;
 use crate::digest::Digest;
 
 pub const SCHEMA: &str = "smelt.manifest/v1";

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
-use smelt::build::{BuildOptions, Format};
+use smelt::artifacts::Format;
+use smelt::build::BuildOptions;
 use smelt::oci::PullPolicy;
 
 use super::GlobalArgs;

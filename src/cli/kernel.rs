@@ -4,7 +4,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use smelt::kernel::{self, KernelSource, Output, Report, Target};
+use smelt::artifacts::Format;
+use smelt::kernel::{self, KernelSource, Report, Target};
 use smelt::oci::{PullPolicy, Reference};
 
 use super::GlobalArgs;
@@ -46,7 +47,7 @@ pub struct CheckArgs {
 
 pub fn run(g: &GlobalArgs, c: KernelCommand) -> anyhow::Result<ExitCode> {
     let KernelCommand::Check(a) = c;
-    let mut outputs: Vec<Output> = Vec::new();
+    let mut outputs: Vec<Format> = Vec::new();
     for o in &a.outputs {
         let o = o.parse()?;
         if !outputs.contains(&o) {
@@ -54,7 +55,7 @@ pub fn run(g: &GlobalArgs, c: KernelCommand) -> anyhow::Result<ExitCode> {
         }
     }
     if outputs.is_empty() {
-        outputs.push(Output::KernelInitrd);
+        outputs.push(Format::KernelInitrd);
     }
     let target = Target {
         outputs,

@@ -13,7 +13,7 @@ fn full_config(extra: &str) -> KernelConfig {
     KernelConfig::parse(&text, "full").unwrap()
 }
 
-fn target(outputs: &[Output]) -> Target {
+fn target(outputs: &[Format]) -> Target {
     Target {
         outputs: outputs.to_vec(),
         initrd: Compression::Gzip,
@@ -49,27 +49,27 @@ fn every_fragment_file_is_embedded() {
 #[test]
 fn outputs_map_to_features() {
     use Feature::*;
-    let f = |o: &[Output]| target(o).features();
-    assert_eq!(f(&[Output::KernelInitrd]), [Base, InitrdGzip]);
-    assert_eq!(f(&[Output::Tar]), []);
+    let f = |o: &[Format]| target(o).features();
+    assert_eq!(f(&[Format::KernelInitrd]), [Base, InitrdGzip]);
+    assert_eq!(f(&[Format::Tar]), []);
     assert_eq!(
-        f(&[Output::KernelSquashfs]),
+        f(&[Format::KernelSquashfs]),
         [Base, InitrdGzip, Squashfs, SquashfsZstd]
     );
     assert_eq!(
-        f(&[Output::Uki]),
+        f(&[Format::Uki]),
         [Base, InitrdGzip, Squashfs, SquashfsZstd, Uefi]
     );
     assert_eq!(
-        f(&[Output::Iso]),
+        f(&[Format::Iso]),
         [Base, InitrdGzip, Squashfs, SquashfsZstd, Iso, Uefi]
     );
     assert_eq!(
-        f(&[Output::Qcow2, Output::Raw]),
+        f(&[Format::Qcow2, Format::Raw]),
         [Base, InitrdGzip, Squashfs, SquashfsZstd, Raw, Uefi]
     );
     let t = Target {
-        outputs: vec![Output::KernelInitrd, Output::Iso],
+        outputs: vec![Format::KernelInitrd, Format::Iso],
         initrd: Compression::Zstd,
         root: RootCompression::Xz,
     };
@@ -80,7 +80,7 @@ fn outputs_map_to_features() {
         ]
     );
     let t = Target {
-        outputs: vec![Output::KernelInitrd, Output::Raw],
+        outputs: vec![Format::KernelInitrd, Format::Raw],
         initrd: Compression::None,
         root: RootCompression::Gzip,
     };
@@ -88,23 +88,6 @@ fn outputs_map_to_features() {
         t.features(),
         [Base, InitrdGzip, Squashfs, SquashfsGzip, Raw, Uefi]
     );
-}
-
-#[test]
-fn output_names_and_formats() {
-    for o in Output::ALL {
-        assert_eq!(o.name().parse::<Output>().unwrap(), o);
-    }
-    assert_eq!("iso-efi".parse::<Output>().unwrap(), Output::Iso);
-    let e = "floppy".parse::<Output>().unwrap_err().to_string();
-    assert_eq!(
-        e,
-        "unknown output \"floppy\" (valid: kernel+initrd, tar, kernel+squashfs, uki, iso, raw, qcow2)"
-    );
-    for f in ["kernel+initrd", "tar", "kernel+squashfs", "uki", "iso"] {
-        let format: Format = f.parse().unwrap();
-        assert_eq!(Output::from(format).name(), f);
-    }
 }
 
 #[test]
@@ -127,7 +110,7 @@ fn a_full_config_misses_nothing() {
 #[test]
 fn an_unset_option_is_missing_with_its_reason() {
     let c = full_config("# CONFIG_USB_STORAGE is not set\n");
-    let m = check(&c, &target(&[Output::Iso]).features());
+    let m = check(&c, &target(&[Format::Iso]).features());
     assert_eq!(m.len(), 1);
     assert_eq!(m[0].option, "CONFIG_USB_STORAGE");
     assert_eq!(m[0].needed, Need::BuiltInOrModule);
@@ -138,7 +121,7 @@ fn an_unset_option_is_missing_with_its_reason() {
         "MISSING CONFIG_USB_STORAGE (needed =y or =m for iso: USB sticks: the USB mass storage driver), kernel has: not set"
     );
     // Not needed for kernel+initrd.
-    assert_eq!(check(&c, &target(&[Output::KernelInitrd]).features()), []);
+    assert_eq!(check(&c, &target(&[Format::KernelInitrd]).features()), []);
 }
 
 #[test]
@@ -201,7 +184,7 @@ fn full_text(extra: &str) -> String {
 
 #[test]
 fn reports_summarise_per_output() {
-    let t = target(&[Output::Iso, Output::Raw]);
+    let t = target(&[Format::Iso, Format::Raw]);
     let r = Report::new(&source(&full_text("")), &t).unwrap();
     assert_eq!(
         r.lines(),
