@@ -277,7 +277,11 @@ impl<'a> BootMedia<'a> {
             efi: Some(iso9660::EfiBoot {
                 image: "boot/efi.img".into(),
             }),
-            hybrid: Some(iso9660::Hybrid { mbr, gpt: true }),
+            hybrid: Some(iso9660::Hybrid {
+                mbr,
+                gpt: true,
+                partitions: Vec::new(),
+            }),
             uuid_seed,
         };
         let mut f = outputs.create(&format!("{}.iso", self.name))?;

@@ -31,7 +31,7 @@ use anyhow::{Context, bail};
 use super::boot::{BootMedia, bios_boot, bios_tree, esp_tree, hex_bytes};
 use super::output::OutputSet;
 use crate::assemble;
-use crate::formats::gpt::{self, GptDisk, Guid, Lba, MbrOptions, Partition};
+use crate::formats::gpt::{self, BootCode, GptDisk, Guid, Lba, MbrOptions, Partition};
 use crate::formats::{fat, iso9660, qcow2};
 use crate::progress::Progress;
 use crate::tree::Content;
@@ -54,7 +54,10 @@ fn round_mib(n: u64) -> u64 {
 /// The planned disk: partitions and the bytes that go in them.
 struct Plan {
     disk: GptDisk,
+    /// isolinux's isohybrid MBR code (`isohdpfx.bin`).
     mbr_code: Vec<u8>,
+    /// Where it finds `isolinux.bin`, in 512-byte sectors.
+    isolinux_lba512: u32,
     bios_iso: Vec<u8>,
     esp: Vec<u8>,
 }
@@ -131,13 +134,8 @@ impl BootMedia<'_> {
             .get(std::path::Path::new("isolinux/isolinux.bin"))
             .context("BIOS boot volume has no isolinux.bin")?
             .lba;
-        let mut mbr_code = read("bios/isohdpfx.bin")?;
-        mbr_code.resize(gpt::MBR_BOOT_CODE_SIZE, 0);
-        // isohybrid: the boot file's LBA in 512-byte sectors at byte 432
-        // (syslinux utils/isohybrid.c).
-        let lba512 = isolinux_lba.sector512() as u32;
-        mbr_code[432..436].copy_from_slice(&lba512.to_le_bytes());
-        mbr_code[436..440].fill(0);
+        let mbr_code = read("bios/isohdpfx.bin")?;
+        let isolinux_lba512 = isolinux_lba.sector512() as u32;
 
         let esp_size = round_mib((uki.len() as u64 * 2 + 16 * MIB).max(MIN_ESP));
         let bios_end = round_mib(bios_iso.len() as u64 + MIB);
@@ -210,6 +208,7 @@ impl BootMedia<'_> {
         Ok(Plan {
             disk,
             mbr_code,
+            isolinux_lba512,
             bios_iso,
             esp,
         })
@@ -220,9 +219,11 @@ impl BootMedia<'_> {
 fn write_disk(plan: &Plan, root: &Content, out: &mut impl Write) -> anyhow::Result<()> {
     let mut pos = 0u64;
     let primary = plan.disk.primary_with(&MbrOptions {
-        boot_code: Some(&plan.mbr_code),
-        protective_bootable: false,
-        hybrid: Vec::new(),
+        boot_code: BootCode::Isohybrid {
+            code: &plan.mbr_code,
+            boot_lba: plan.isolinux_lba512,
+        },
+        ..MbrOptions::default()
     })?;
     out.write_all(&primary)?;
     pos += primary.len() as u64;

@@ -58,6 +58,7 @@ use self::plan::{Plan, Rec, record_len};
 pub use self::records::Lba;
 use self::records::{DirRecord, PrimaryVolume, SECTOR, SYSTEM_AREA_SECTORS};
 use super::{IO_BUFFER, WriteError, copy_content};
+use crate::formats::gpt::Guid;
 use crate::tree::FsTree;
 
 /// The largest BIOS boot image read into memory to patch its boot info
@@ -112,6 +113,32 @@ pub struct Hybrid {
     pub mbr: Vec<u8>,
     /// Also write a GPT (primary at 512-byte LBA 1, backup at the end).
     pub gpt: bool,
+    /// GPT partitions after the ESP, in this order (needs `gpt`): for
+    /// example a config slot stored as a file of the image, so that a USB
+    /// stick written from the ISO shows it as a partition.
+    pub partitions: Vec<HybridPartition>,
+}
+
+/// An extra partition of the hybrid GPT. Its unique GUID derives from the
+/// image's `uuid_seed` and `name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HybridPartition {
+    /// `PartitionTypeGUID`, e.g. [`Guid::MICROSOFT_BASIC_DATA`].
+    pub type_guid: Guid,
+    /// `PartitionName`: at most 36 UTF-16 units, unique among the extras.
+    pub name: String,
+    pub span: PartitionSpan,
+}
+
+/// What an extra hybrid partition covers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PartitionSpan {
+    /// A regular file of the tree, by path: its extent, rounded up to whole
+    /// 512-byte sectors (at least one). Files are contiguous in the image.
+    File(PathBuf),
+    /// Bytes of the image; both multiples of 512 and `length` not zero
+    /// (find a file's place with [`layout`]).
+    Bytes { offset: u64, length: u64 },
 }
 
 /// A run of sectors.
@@ -154,6 +181,10 @@ pub enum IsoError {
     Boot { path: PathBuf, reason: String },
     #[error("an isohybrid GPT needs an EFI boot image for its EFI System Partition")]
     GptWithoutEfi,
+    #[error("hybrid GPT partition {name:?}: {reason}")]
+    HybridPartition { name: String, reason: String },
+    #[error("isohybrid partition tables: {0}")]
+    Gpt(#[from] crate::formats::gpt::GptError),
     #[error("the isohybrid MBR template has {0} bytes, 432 are needed")]
     MbrTooShort(usize),
     #[error("more than 65535 directories (ISO 9660 path table limit)")]
@@ -209,11 +240,12 @@ pub fn write_iso(
         w: BufWriter::with_capacity(IO_BUFFER, out),
         pos: 0,
     };
-    let hyb = hybrid_plan(&plan, opts);
+    let hyb = hybrid_plan(&plan, opts)?;
     let area = (SYSTEM_AREA_SECTORS * SECTOR) as usize;
-    let system = hyb
-        .as_ref()
-        .map_or_else(|| vec![0; area], |h| h.system_area(area));
+    let system = match &hyb {
+        Some(h) => h.system_area(area)?,
+        None => vec![0; area],
+    };
     w.put(&system)?;
     write_descriptors(&plan, opts, &mut w)?;
     if (opts.bios.is_some() || opts.efi.is_some()) && plan.catalog_file.is_none() {
@@ -242,7 +274,7 @@ pub fn write_iso(
     let end = u64::from(plan.total) * u64::from(SECTOR);
     match hyb.filter(|h| h.gpt) {
         Some(h) => {
-            let backup = h.backup_gpt();
+            let backup = h.backup_gpt()?;
             w.zeros(end - backup.len() as u64 - w.pos)?;
             w.put(&backup)?;
         }
@@ -286,8 +318,13 @@ impl<W: Write> Out<W> {
     }
 }
 
-fn hybrid_plan<'a>(plan: &Plan, opts: &'a IsoOptions) -> Option<hybrid::HybridPlan<'a>> {
-    let h = opts.hybrid.as_ref()?;
+fn hybrid_plan<'a>(
+    plan: &Plan,
+    opts: &'a IsoOptions,
+) -> Result<Option<hybrid::HybridPlan<'a>>, IsoError> {
+    let Some(h) = opts.hybrid.as_ref() else {
+        return Ok(None);
+    };
     let boot_image = plan
         .bios_file
         .map_or(0, |i| plan.files[i].lba.sector512() as u32);
@@ -295,14 +332,57 @@ fn hybrid_plan<'a>(plan: &Plan, opts: &'a IsoOptions) -> Option<hybrid::HybridPl
         let f = &plan.files[i];
         (f.lba.sector512(), f.content.len().div_ceil(512).max(1))
     });
-    Some(hybrid::HybridPlan {
+    Ok(Some(hybrid::HybridPlan {
         code: &h.mbr,
         boot_image,
         esp,
         total: u64::from(plan.total) * 4,
         gpt: h.gpt,
+        extra: extra_partitions(plan, h)?,
         seed: &opts.uuid_seed,
-    })
+    }))
+}
+
+/// The caller's extra GPT partitions in 512-byte sectors.
+fn extra_partitions(plan: &Plan, h: &Hybrid) -> Result<Vec<hybrid::ExtraPartition>, IsoError> {
+    if h.partitions.is_empty() {
+        return Ok(Vec::new());
+    }
+    let files = plan.file_extents();
+    h.partitions
+        .iter()
+        .map(|p| {
+            let bad = |reason: String| IsoError::HybridPartition {
+                name: p.name.clone(),
+                reason,
+            };
+            if !h.gpt {
+                return Err(bad("extra partitions need the hybrid GPT".into()));
+            }
+            let (first, sectors) = match &p.span {
+                PartitionSpan::File(path) => {
+                    let e = files.get(path).ok_or_else(|| {
+                        bad(format!("{} is not a file of the tree", path.display()))
+                    })?;
+                    (e.lba.sector512(), e.len.div_ceil(512).max(1))
+                }
+                PartitionSpan::Bytes { offset, length } => {
+                    if offset % 512 != 0 || length % 512 != 0 || *length == 0 {
+                        return Err(bad(format!(
+                            "bytes {offset}+{length} are not whole 512-byte sectors"
+                        )));
+                    }
+                    (offset / 512, length / 512)
+                }
+            };
+            Ok(hybrid::ExtraPartition {
+                type_guid: p.type_guid,
+                name: p.name.clone(),
+                first,
+                sectors,
+            })
+        })
+        .collect()
 }
 
 fn write_descriptors<W: Write>(
