@@ -439,6 +439,106 @@ fn hybrid_gpt_passes_sgdisk_and_fdisk() {
     assert_eq!(&raw[..432], &std::fs::read(ISOHDPFX).unwrap()[..]);
 }
 
+/// Extra hybrid GPT partitions: one over a file of the tree, one over a
+/// byte range, checked by sgdisk and read back; misuse names the partition.
+#[test]
+fn hybrid_gpt_extra_partitions() {
+    let mut tree = boot_tree();
+    tree.insert(
+        Path::new("CIDATA.IMG"),
+        file(bytes(&efi_image(Some(1 << 20)))),
+    )
+    .unwrap();
+    let mut opts = boot_opts(true, true);
+    let plain = layout(&tree, &opts).unwrap();
+    let readme = plain.files[Path::new("README.txt")];
+    let extra = |name: &str, span| HybridPartition {
+        type_guid: Guid::MICROSOFT_BASIC_DATA,
+        name: name.into(),
+        span,
+    };
+    opts.hybrid.as_mut().unwrap().partitions = vec![
+        extra("CIDATA", PartitionSpan::File("CIDATA.IMG".into())),
+        extra(
+            "README",
+            PartitionSpan::Bytes {
+                offset: readme.lba.offset(),
+                length: 2048,
+            },
+        ),
+    ];
+    let tmp = tempfile::tempdir().unwrap();
+    let iso = tmp.path().join("x.iso");
+    let l = write_to(&tree, &opts, &iso);
+    assert_eq!(l, plain, "extra partitions do not move anything");
+    let v = run(Command::new("sgdisk").arg("-v").arg(&iso));
+    assert!(v.contains("No problems found"), "{v}");
+    let gpt = crate::formats::gpt::read(&mut std::fs::File::open(&iso).unwrap()).unwrap();
+    let names: Vec<&str> = gpt.partitions.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["EFI System", "CIDATA", "README"]);
+    let cidata = l.files[Path::new("CIDATA.IMG")];
+    let p = &gpt.partitions[1];
+    assert_eq!(p.type_guid, Guid::MICROSOFT_BASIC_DATA);
+    assert_eq!(p.first_lba.0, cidata.lba.sector512());
+    assert_eq!(p.sectors(), (1 << 20) / 512);
+    assert_eq!(gpt.partitions[2].first_lba.0, readme.lba.sector512());
+    assert_eq!(gpt.partitions[2].sectors(), 4);
+    // The FAT in the CIDATA partition is readable through its offset.
+    let img = format!("{}@@{}", iso.display(), p.first_lba.byte_offset());
+    let out = Command::new("mtype")
+        .env("MTOOLS_SKIP_CHECK", "1")
+        .args(["-i", &img, "::/loader/loader.conf"])
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"timeout 3\n", "{out:?}");
+
+    let fails = |edit: &dyn Fn(&mut IsoOptions), want: &str| {
+        let mut o = opts.clone();
+        edit(&mut o);
+        let e = write_iso(&tree, &o, &mut Vec::new())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains(want), "{e} lacks {want}");
+    };
+    let set = |o: &mut IsoOptions, span| o.hybrid.as_mut().unwrap().partitions[1].span = span;
+    fails(
+        &|o| set(o, PartitionSpan::File("nope".into())),
+        "\"README\": nope is not a file of the tree",
+    );
+    fails(
+        &|o| {
+            set(
+                o,
+                PartitionSpan::Bytes {
+                    offset: 513,
+                    length: 512,
+                },
+            )
+        },
+        "not whole 512-byte sectors",
+    );
+    fails(
+        &|o| {
+            set(
+                o,
+                PartitionSpan::Bytes {
+                    offset: 512,
+                    length: 512,
+                },
+            )
+        },
+        "outside the usable",
+    );
+    fails(
+        &|o| set(o, PartitionSpan::File("boot/efi.img".into())),
+        "overlaps partition 0",
+    );
+    fails(
+        &|o| o.hybrid.as_mut().unwrap().gpt = false,
+        "extra partitions need the hybrid GPT",
+    );
+}
+
 #[test]
 fn mbr_only_hybrid() {
     let tree = boot_tree();
