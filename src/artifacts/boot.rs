@@ -6,7 +6,8 @@
 //! the output directory, so a killed build leaves nothing), the stage-1
 //! initramfs that verifies it (see [`super::stage1`]), the unified kernel
 //! image (systemd-stub + kernel + stage 1 + cmdline + os-release) and the
-//! EFI system partition image holding it as `\EFI\BOOT\BOOTX64.EFI`.
+//! EFI system partition image holding it as `\EFI\BOOT\BOOTX64.EFI`, which
+//! the ISO and the raw disk share.
 //!
 //! The ISO: isolinux (BIOS, El Torito no-emulation with a boot info table)
 //! boots `/boot/kernel` with `/boot/initrd.img` (stage 1); UEFI boots the
@@ -170,8 +171,14 @@ impl<'a> BootMedia<'a> {
         Ok(self.uki.as_deref().expect("set above"))
     }
 
-    /// A FAT image holding the UKI as the removable-media default boot
-    /// entry `\EFI\BOOT\BOOTX64.EFI` (UEFI spec 3.5.1.1).
+    /// The build's one EFI system partition image: a FAT holding the UKI
+    /// as the removable-media default boot entry `\EFI\BOOT\BOOTX64.EFI`
+    /// (UEFI spec 3.5.1.1). The ISO stores it as `boot/efi.img` (El Torito
+    /// and the hybrid GPT's ESP), the raw disk writes it at the start of its
+    /// ESP partition. Sized to its contents, FAT type by size (fatgen103);
+    /// `BPB_HiddSec` is 0 although on the raw disk the volume starts further
+    /// in: UEFI's FAT driver and Linux's vfat ignore it (only boot code in
+    /// the volume's own boot sector would use it, and an ESP has none).
     pub fn esp(&mut self, dir: &Path, progress: &dyn Progress) -> anyhow::Result<&[u8]> {
         if self.esp.is_none() {
             let t = esp_tree(self.uki(dir, progress)?.to_vec())?;

@@ -8,7 +8,7 @@
 //! | LBA 0 | protective MBR; its boot code is isolinux's isohybrid MBR (`isohdpfx.bin`) pointing at `isolinux.bin` |
 //! | LBA 1–33 | GPT header and entries |
 //! | byte 32 KiB – | a small ISO 9660 volume `SMELT_BIOS` (isolinux, the kernel, stage 1): partition 1 `smelt-bios`, type BIOS boot |
-//! | 1 MiB aligned | partition 2 `ESP`: FAT32, the UKI as `\EFI\BOOT\BOOTX64.EFI` |
+//! | 1 MiB aligned | partition 2 `ESP`: the build's one ESP image (FAT, the UKI as `\EFI\BOOT\BOOTX64.EFI`, the same bytes as the ISO's `boot/efi.img`), then zeros to the partition's end |
 //! | 1 MiB aligned | partition 3 `smelt-root-a`: the root squashfs (Linux root x86-64 type), PARTUUID pinned in stage 1 |
 //! | 1 MiB aligned | partition 4 `smelt-root-b`: empty, same size, for updates |
 //! | last 16 MiB + backup GPT | left free for the config slot partition |
@@ -28,11 +28,11 @@ use std::io::Write;
 
 use anyhow::{Context, bail};
 
-use super::boot::{BootMedia, bios_boot, bios_tree, esp_tree, hex_bytes};
+use super::boot::{BootMedia, bios_boot, bios_tree, hex_bytes};
 use super::output::OutputSet;
 use crate::assemble;
 use crate::formats::gpt::{self, BootCode, GptDisk, Guid, Lba, MbrOptions, Partition};
-use crate::formats::{fat, iso9660, qcow2};
+use crate::formats::{iso9660, qcow2};
 use crate::progress::Progress;
 use crate::tree::Content;
 
@@ -43,8 +43,11 @@ const SECTOR: u64 = gpt::SECTOR_SIZE;
 const ISO_SYSTEM_AREA: u64 = 32 * 1024;
 /// Room kept free for the config slot partition.
 pub const CONFIG_ROOM: u64 = 16 * MIB;
-/// Smallest ESP: FAT32 needs 65525 clusters (fatgen103), 33 MiB with
-/// 512-byte clusters; 64 MiB leaves room for a second kernel.
+/// Smallest ESP partition. The partition is sized for updates (twice the
+/// UKI plus 16 MiB, at least 64 MiB: room for a second kernel) while the FAT
+/// in it is the build's one ESP image, sized to its contents
+/// ([`BootMedia::esp`]); the rest of the partition is zeros, for an update
+/// to grow the FAT into.
 const MIN_ESP: u64 = 64 * MIB;
 
 fn round_mib(n: u64) -> u64 {
@@ -102,7 +105,7 @@ impl BootMedia<'_> {
         progress: &dyn Progress,
     ) -> anyhow::Result<Plan> {
         let dir = outputs.dir().to_path_buf();
-        let uki = self.uki(&dir, progress)?.to_vec();
+        let uki_len = self.uki(&dir, progress)?.len() as u64;
         let stage1 = self.stage1(&dir, progress)?.to_vec();
         let sq = self.squashfs(&dir, progress)?;
         let (sq_size, image, seed_hex) = (sq.size, sq.image(), sq.sha256.hex().to_string());
@@ -137,7 +140,7 @@ impl BootMedia<'_> {
         let mbr_code = read("bios/isohdpfx.bin")?;
         let isolinux_lba512 = isolinux_lba.sector512() as u32;
 
-        let esp_size = round_mib((uki.len() as u64 * 2 + 16 * MIB).max(MIN_ESP));
+        let esp_size = round_mib((uki_len * 2 + 16 * MIB).max(MIN_ESP));
         let bios_end = round_mib(bios_iso.len() as u64 + MIB);
         let slot = round_mib((sq_size * 2).max(sq_size + 64 * MIB));
         let esp_start = bios_end;
@@ -194,17 +197,15 @@ impl BootMedia<'_> {
             ],
         };
         disk.validate().context("raw disk layout")?;
-        let esp_files = esp_tree(uki)?;
-        let fat_opts = fat::FatOptions {
-            label: "ESP".into(),
-            volume_id: u32::from_str_radix(&seed_hex[16..24], 16).unwrap_or(0),
-            mtime: self.epoch(),
-            kind: Some(fat::FatType::Fat32),
-            size: Some(esp_size),
-            hidden_sectors: (esp_start / SECTOR) as u32,
-        };
-        let mut esp = Vec::new();
-        fat::write_fat(&esp_files, &fat_opts, &mut esp).context("writing the ESP")?;
+        // The build's one ESP image (the ISO's `boot/efi.img` too); the
+        // partition is larger, see MIN_ESP.
+        let esp = self.esp(&dir, progress)?.to_vec();
+        if esp.len() as u64 > esp_size {
+            bail!(
+                "the ESP image ({} bytes) does not fit its {esp_size}-byte partition",
+                esp.len()
+            );
+        }
         Ok(Plan {
             disk,
             mbr_code,
