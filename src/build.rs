@@ -11,7 +11,7 @@ use crate::artifacts::manifest::{self, Manifest};
 use crate::artifacts::output::{OutputSet, Written};
 use crate::assemble;
 use crate::lock::LockFile;
-use crate::oci::{PullPolicy, RegistryClient, RegistryOptions, Resolver, Store};
+use crate::oci::{PullPolicy, Resolver, Store};
 
 /// The boot firmware image the ISO and UKI take isolinux and systemd-stub
 /// from.
@@ -25,7 +25,7 @@ pub struct BuildOptions {
     pub name: Option<String>,
     pub store: PathBuf,
     pub pull: PullPolicy,
-    /// `(registry, base URL)` pairs, see [`parse_mirrors`].
+    /// `(registry, base URL)` pairs, see [`crate::oci::parse_mirrors`].
     pub mirrors: Vec<(String, String)>,
     pub locked: bool,
     /// `--size` of the raw/qcow2 disk; `None`: computed from the content.
@@ -90,7 +90,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildSummary> {
     let spec = crate::spec::load(&opts.specs).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = Store::open(&opts.store)
         .with_context(|| format!("opening image store {}", opts.store.display()))?;
-    let client = registry_client(&opts.mirrors)?;
+    let client = crate::oci::registry_client(&opts.mirrors)?;
     let reporter = crate::progress::Reporter::new(opts.progress);
     let mut resolver = Resolver::new(&store, &client, opts.pull);
     resolver.progress = &reporter;
@@ -159,25 +159,6 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildSummary> {
         outputs: written,
         manifest,
     })
-}
-
-/// Parse `--mirror REGISTRY=URL` arguments.
-pub fn parse_mirrors(specs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
-    specs
-        .iter()
-        .map(|m| {
-            RegistryOptions::parse_mirror(m).with_context(|| {
-                format!("invalid --mirror {m:?}: expected REGISTRY=http(s)://HOST[:PORT]")
-            })
-        })
-        .collect()
-}
-
-/// A registry client with Docker's credentials and the given mirrors.
-pub fn registry_client(mirrors: &[(String, String)]) -> anyhow::Result<RegistryClient> {
-    let mut opts = RegistryOptions::from_env().context("reading Docker credentials")?;
-    opts.mirrors = mirrors.to_vec();
-    Ok(RegistryClient::new(&opts))
 }
 
 fn default_name(spec: &Path) -> anyhow::Result<String> {

@@ -69,7 +69,7 @@ pub fn push(
     mirrors: &[(String, String)],
     progress: bool,
 ) -> anyhow::Result<Digest> {
-    let client = crate::build::registry_client(mirrors)?;
+    let client = crate::oci::registry_client(mirrors)?;
     let reporter = crate::progress::Reporter::new(progress);
     crate::oci::push(store, local, dest, &client, &reporter)
         .with_context(|| format!("pushing {local} to {dest}"))

@@ -55,7 +55,7 @@ pub fn run(g: &GlobalArgs, a: BuildArgs) -> anyhow::Result<ExitCode> {
         name: a.name,
         store: super::store_root(g),
         pull: a.pull,
-        mirrors: smelt::build::parse_mirrors(&a.mirrors)?,
+        mirrors: smelt::oci::parse_mirrors(&a.mirrors)?,
         locked: a.locked,
         disk_size: a.size,
         progress: !g.quiet,

@@ -56,7 +56,7 @@ pub fn run(g: &GlobalArgs, c: ImageCommand) -> anyhow::Result<ExitCode> {
             dest,
             mirrors,
         } => {
-            let mirrors = smelt::build::parse_mirrors(&mirrors)?;
+            let mirrors = smelt::oci::parse_mirrors(&mirrors)?;
             let digest = smelt::image::push(&store, &local, &dest, &mirrors, !g.quiet)?;
             report(g, &dest.to_string(), &digest.to_string());
         }

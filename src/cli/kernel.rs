@@ -65,7 +65,7 @@ pub fn run(g: &GlobalArgs, c: KernelCommand) -> anyhow::Result<ExitCode> {
     let source = match (&a.config, &a.image) {
         (Some(path), _) => KernelSource::from_file(path)?,
         (None, Some(image)) => {
-            let mirrors = smelt::build::parse_mirrors(&a.mirrors)?;
+            let mirrors = smelt::oci::parse_mirrors(&a.mirrors)?;
             let store = super::store_root(g);
             kernel::load_from_image(&store, image, a.pull, &mirrors, !g.quiet)?
         }

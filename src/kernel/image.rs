@@ -75,7 +75,7 @@ pub fn load_from_image(
 ) -> anyhow::Result<KernelSource> {
     let store =
         Store::open(store).with_context(|| format!("opening image store {}", store.display()))?;
-    let client = crate::build::registry_client(mirrors)?;
+    let client = crate::oci::registry_client(mirrors)?;
     let reporter = crate::progress::Reporter::new(progress);
     let mut resolver = Resolver::new(&store, &client, pull);
     resolver.progress = &reporter;

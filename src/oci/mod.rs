@@ -22,6 +22,27 @@ pub use store::{Image, Layer, Store, StoreEntry, StoreError};
 
 pub use crate::progress::{NoProgress, Progress};
 
+use anyhow::Context;
+
+/// Parse `--mirror REGISTRY=URL` arguments.
+pub fn parse_mirrors(specs: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    specs
+        .iter()
+        .map(|m| {
+            RegistryOptions::parse_mirror(m).with_context(|| {
+                format!("invalid --mirror {m:?}: expected REGISTRY=http(s)://HOST[:PORT]")
+            })
+        })
+        .collect()
+}
+
+/// A registry client with Docker's credentials and the given mirrors.
+pub fn registry_client(mirrors: &[(String, String)]) -> anyhow::Result<RegistryClient> {
+    let mut opts = RegistryOptions::from_env().context("reading Docker credentials")?;
+    opts.mirrors = mirrors.to_vec();
+    Ok(RegistryClient::new(&opts))
+}
+
 /// A reader that reports every read to a [`Progress`].
 pub(crate) struct ProgressReader<'a, R> {
     pub inner: R,
