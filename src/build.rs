@@ -142,7 +142,10 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildSummary> {
         &formats,
         &crate::artifacts::FormatOptions {
             initrd: spec.initrd_options(),
-            disk_size: opts.disk_size,
+            raw: crate::artifacts::raw::RawOptions {
+                size: opts.disk_size,
+                partitions: Vec::new(),
+            },
         },
         &reporter,
     )?;

@@ -25,8 +25,8 @@ use output::OutputSet;
 pub struct FormatOptions {
     /// The spec's `initrd:` (kernel+initrd).
     pub initrd: InitrdOptions,
-    /// `--size` of the raw/qcow2 disk; `None`: computed from the content.
-    pub disk_size: Option<u64>,
+    /// The raw/qcow2 disk's size and extra partitions.
+    pub raw: raw::RawOptions,
 }
 
 /// Writes each of `formats` (sorted, each once) into `outputs`; the boot
@@ -54,11 +54,11 @@ pub fn write_formats(
                 outputs,
                 true,
                 formats.contains(&Format::Qcow2),
-                opts.disk_size,
+                &opts.raw,
                 progress,
             )?,
             Format::Qcow2 if formats.contains(&Format::Raw) => {}
-            Format::Qcow2 => media.write_raw(outputs, false, true, opts.disk_size, progress)?,
+            Format::Qcow2 => media.write_raw(outputs, false, true, &opts.raw, progress)?,
         }
     }
     Ok(())

@@ -54,6 +54,30 @@ fn round_mib(n: u64) -> u64 {
     n.div_ceil(MIB) * MIB
 }
 
+/// A partition a caller adds to the raw disk (the config slot, say). The
+/// extras follow the root slots in order, each 1 MiB aligned, in the room
+/// kept free at the end ([`CONFIG_ROOM`]; the disk grows when they need
+/// more). Its unique GUID derives from the root's sha256 and `name`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawPartition {
+    /// `PartitionTypeGUID`, e.g. [`Guid::MICROSOFT_BASIC_DATA`].
+    pub type_guid: Guid,
+    /// GPT `PartitionName`, unique on the disk.
+    pub name: String,
+    /// The partition's bytes; the partition is this long rounded up to
+    /// whole MiB, the rest zeros.
+    pub content: Vec<u8>,
+}
+
+/// What `raw` and `qcow2` take beyond the boot media.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RawOptions {
+    /// `--size`: bytes of the disk; `None`: computed from the content.
+    pub size: Option<u64>,
+    /// Partitions after the root slots.
+    pub partitions: Vec<RawPartition>,
+}
+
 /// The planned disk: partitions and the bytes that go in them.
 struct Plan {
     disk: GptDisk,
@@ -61,8 +85,59 @@ struct Plan {
     mbr_code: Vec<u8>,
     /// Where it finds `isolinux.bin`, in 512-byte sectors.
     isolinux_lba512: u32,
-    bios_iso: Vec<u8>,
-    esp: Vec<u8>,
+    /// What goes where after the primary GPT, by byte offset, ascending.
+    pieces: Vec<(u64, Piece)>,
+}
+
+enum Piece {
+    Bytes(Vec<u8>),
+    /// The root squashfs, streamed from its file.
+    Root,
+}
+
+/// The sizes the layout depends on, in bytes.
+struct Sizes {
+    bios_volume: u64,
+    uki: u64,
+    squashfs: u64,
+    /// Each extra partition's content.
+    extras: Vec<u64>,
+}
+
+/// Byte offsets and lengths of the partitions, in GPT entry order: BIOS
+/// volume, ESP, root A, root B, then the extras; and the disk size.
+fn disk_layout(sz: &Sizes, size: Option<u64>) -> anyhow::Result<(Vec<(u64, u64)>, u64)> {
+    let esp_size = round_mib((sz.uki * 2 + 16 * MIB).max(MIN_ESP));
+    let bios_end = round_mib(sz.bios_volume + MIB);
+    let slot = round_mib((sz.squashfs * 2).max(sz.squashfs + 64 * MIB));
+    let esp_start = bios_end;
+    let a_start = esp_start + esp_size;
+    let b_start = a_start + slot;
+    let mut parts = vec![
+        (ISO_SYSTEM_AREA, bios_end - ISO_SYSTEM_AREA),
+        (esp_start, esp_size),
+        (a_start, slot),
+        (b_start, slot),
+    ];
+    let room_start = b_start + slot;
+    let mut end = room_start;
+    for &len in &sz.extras {
+        if len == 0 {
+            bail!("an extra raw disk partition is empty");
+        }
+        parts.push((end, round_mib(len)));
+        end += round_mib(len);
+    }
+    let needed = end.max(room_start + CONFIG_ROOM) + 33 * SECTOR;
+    let total = match size {
+        None => round_mib(needed),
+        Some(s) if s >= needed && s % SECTOR == 0 => s,
+        Some(s) => bail!(
+            "--size {s}: the disk needs at least {} bytes (a multiple of 512)",
+            round_mib(needed)
+        ),
+    };
+    Ok((parts, total))
 }
 
 impl BootMedia<'_> {
@@ -72,10 +147,10 @@ impl BootMedia<'_> {
         outputs: &mut OutputSet,
         raw: bool,
         qcow2_too: bool,
-        size: Option<u64>,
+        opts: &RawOptions,
         progress: &dyn Progress,
     ) -> anyhow::Result<()> {
-        let plan = self.plan_raw(outputs, size, progress)?;
+        let plan = self.plan_raw(outputs, opts, progress)?;
         let dir = outputs.dir().to_path_buf();
         let root = self.squashfs(&dir, progress)?.content();
         let name = self.name.clone();
@@ -101,7 +176,7 @@ impl BootMedia<'_> {
     fn plan_raw(
         &mut self,
         outputs: &OutputSet,
-        size: Option<u64>,
+        opts: &RawOptions,
         progress: &dyn Progress,
     ) -> anyhow::Result<Plan> {
         let dir = outputs.dir().to_path_buf();
@@ -140,78 +215,83 @@ impl BootMedia<'_> {
         let mbr_code = read("bios/isohdpfx.bin")?;
         let isolinux_lba512 = isolinux_lba.sector512() as u32;
 
-        let esp_size = round_mib((uki_len * 2 + 16 * MIB).max(MIN_ESP));
-        let bios_end = round_mib(bios_iso.len() as u64 + MIB);
-        let slot = round_mib((sq_size * 2).max(sq_size + 64 * MIB));
-        let esp_start = bios_end;
-        let a_start = esp_start + esp_size;
-        let b_start = a_start + slot;
-        let needed = b_start + slot + CONFIG_ROOM + 33 * SECTOR;
-        let total = match size {
-            None => round_mib(needed),
-            Some(s) if s >= needed && s % SECTOR == 0 => s,
-            Some(s) => bail!(
-                "--size {s}: the disk needs at least {} bytes (a multiple of 512)",
-                round_mib(needed)
-            ),
+        let sizes = Sizes {
+            bios_volume: bios_iso.len() as u64,
+            uki: uki_len,
+            squashfs: sq_size,
+            extras: opts
+                .partitions
+                .iter()
+                .map(|p| p.content.len() as u64)
+                .collect(),
         };
-        let part = |ty: Guid, label: &str, start: u64, len: u64, guid: Guid| Partition {
-            type_guid: ty,
-            guid,
-            first_lba: Lba(start / SECTOR),
-            last_lba: Lba((start + len) / SECTOR - 1),
-            attributes: 0,
-            name: label.to_string(),
-        };
+        let (spans, total) = disk_layout(&sizes, opts.size)?;
         let g = |what: &str| Guid::derive(seed_hex.as_bytes(), what);
         let root_a: Guid = image
             .partuuid
             .parse()
             .map_err(|e| anyhow::anyhow!("partuuid {}: {e:?}", image.partuuid))?;
+        let mut named = vec![
+            (Guid::BIOS_BOOT, "smelt-bios".to_string(), g("bios")),
+            (Guid::EFI_SYSTEM, "ESP".to_string(), g("esp")),
+            (
+                Guid::LINUX_ROOT_X86_64,
+                super::stage1::PARTLABEL_A.to_string(),
+                root_a,
+            ),
+            (
+                Guid::LINUX_ROOT_X86_64,
+                "smelt-root-b".to_string(),
+                g("root-b"),
+            ),
+        ];
+        for p in &opts.partitions {
+            let guid = g(&format!("partition {}", p.name));
+            named.push((p.type_guid, p.name.clone(), guid));
+        }
         let disk = GptDisk {
             disk_guid: g("disk"),
             size_bytes: total,
-            partitions: vec![
-                part(
-                    Guid::BIOS_BOOT,
-                    "smelt-bios",
-                    ISO_SYSTEM_AREA,
-                    bios_end - ISO_SYSTEM_AREA,
-                    g("bios"),
-                ),
-                part(Guid::EFI_SYSTEM, "ESP", esp_start, esp_size, g("esp")),
-                part(
-                    Guid::LINUX_ROOT_X86_64,
-                    super::stage1::PARTLABEL_A,
-                    a_start,
-                    slot,
-                    root_a,
-                ),
-                part(
-                    Guid::LINUX_ROOT_X86_64,
-                    "smelt-root-b",
-                    b_start,
-                    slot,
-                    g("root-b"),
-                ),
-            ],
+            partitions: named
+                .into_iter()
+                .zip(&spans)
+                .map(|((type_guid, name, guid), &(start, len))| Partition {
+                    type_guid,
+                    guid,
+                    first_lba: Lba(start / SECTOR),
+                    last_lba: Lba((start + len) / SECTOR - 1),
+                    attributes: 0,
+                    name,
+                })
+                .collect(),
         };
         disk.validate().context("raw disk layout")?;
         // The build's one ESP image (the ISO's `boot/efi.img` too); the
         // partition is larger, see MIN_ESP.
         let esp = self.esp(&dir, progress)?.to_vec();
-        if esp.len() as u64 > esp_size {
+        if esp.len() as u64 > spans[1].1 {
             bail!(
-                "the ESP image ({} bytes) does not fit its {esp_size}-byte partition",
-                esp.len()
+                "the ESP image ({} bytes) does not fit its {}-byte partition",
+                esp.len(),
+                spans[1].1
             );
+        }
+        // The BIOS volume's first 32 KiB are its (empty) system area: the
+        // MBR and GPT take that place.
+        let volume = bios_iso.split_off(ISO_SYSTEM_AREA as usize);
+        let mut pieces = vec![
+            (spans[0].0, Piece::Bytes(volume)),
+            (spans[1].0, Piece::Bytes(esp)),
+            (spans[2].0, Piece::Root),
+        ];
+        for (p, &(start, _)) in opts.partitions.iter().zip(&spans[4..]) {
+            pieces.push((start, Piece::Bytes(p.content.clone())));
         }
         Ok(Plan {
             disk,
             mbr_code,
             isolinux_lba512,
-            bios_iso,
-            esp,
+            pieces,
         })
     }
 }
@@ -228,21 +308,22 @@ fn write_disk(plan: &Plan, root: &Content, out: &mut impl Write) -> anyhow::Resu
     })?;
     out.write_all(&primary)?;
     pos += primary.len() as u64;
-    let p = &plan.disk.partitions;
-    // The BIOS volume's first 32 KiB are its (empty) system area: the MBR
-    // and GPT take that place.
-    zeros(out, &mut pos, ISO_SYSTEM_AREA)?;
-    out.write_all(&plan.bios_iso[ISO_SYSTEM_AREA as usize..])?;
-    pos += plan.bios_iso.len() as u64 - ISO_SYSTEM_AREA;
-    zeros(out, &mut pos, p[1].first_lba.byte_offset())?;
-    out.write_all(&plan.esp)?;
-    pos += plan.esp.len() as u64;
-    zeros(out, &mut pos, p[2].first_lba.byte_offset())?;
-    let n = std::io::copy(&mut root.open()?, out)?;
-    if n != root.len() {
-        bail!("root squashfs: expected {} bytes, read {n}", root.len());
+    for (at, piece) in &plan.pieces {
+        zeros(out, &mut pos, *at)?;
+        match piece {
+            Piece::Bytes(b) => {
+                out.write_all(b)?;
+                pos += b.len() as u64;
+            }
+            Piece::Root => {
+                let n = std::io::copy(&mut root.open()?, out)?;
+                if n != root.len() {
+                    bail!("root squashfs: expected {} bytes, read {n}", root.len());
+                }
+                pos += n;
+            }
+        }
     }
-    pos += n;
     zeros(out, &mut pos, plan.disk.backup_offset())?;
     out.write_all(&plan.disk.backup()?)?;
     Ok(())
@@ -263,4 +344,48 @@ fn zeros(out: &mut impl Write, pos: &mut u64, to: u64) -> anyhow::Result<()> {
         *pos += n as u64;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sizes(extras: Vec<u64>) -> Sizes {
+        Sizes {
+            bios_volume: 3 * MIB / 2,
+            uki: 11 * MIB,
+            squashfs: 40 * MIB,
+            extras,
+        }
+    }
+
+    #[test]
+    fn layout_without_extras() {
+        let (parts, total) = disk_layout(&sizes(Vec::new()), None).unwrap();
+        assert_eq!(
+            parts,
+            [
+                (32 * 1024, 3 * MIB - 32 * 1024),
+                (3 * MIB, 64 * MIB),
+                (67 * MIB, 104 * MIB),
+                (171 * MIB, 104 * MIB),
+            ]
+        );
+        assert_eq!(total, 275 * MIB + CONFIG_ROOM + MIB, "room + backup GPT");
+    }
+
+    #[test]
+    fn extras_follow_the_root_slots_in_the_room_at_the_end() {
+        let (_, plain) = disk_layout(&sizes(Vec::new()), None).unwrap();
+        let (parts, total) = disk_layout(&sizes(vec![4 * MIB, 1]), None).unwrap();
+        assert_eq!(parts[4..], [(275 * MIB, 4 * MIB), (279 * MIB, MIB)]);
+        assert_eq!(total, plain, "5 MiB of extras fit the 16 MiB room");
+        let (parts, total) = disk_layout(&sizes(vec![20 * MIB]), None).unwrap();
+        assert_eq!(parts[4], (275 * MIB, 20 * MIB));
+        assert_eq!(total, 275 * MIB + 20 * MIB + MIB, "the disk grows");
+        let e = disk_layout(&sizes(vec![0]), None).unwrap_err();
+        assert!(e.to_string().contains("empty"), "{e}");
+        let e = disk_layout(&sizes(vec![20 * MIB]), Some(plain)).unwrap_err();
+        assert!(e.to_string().contains("needs at least"), "{e}");
+    }
 }
