@@ -16,7 +16,9 @@
 //! appears after the modules pass is not watched).
 
 pub mod bundle;
+pub mod config;
 pub mod copy;
+pub mod disk;
 pub mod early;
 pub mod gpt;
 pub mod iso9660;
