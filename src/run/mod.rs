@@ -78,8 +78,7 @@ pub fn concat_initrds(parts: &[&Path], out: &Path) -> anyhow::Result<()> {
     for p in parts {
         let pad = (4 - len % 4) % 4;
         f.write_all(&[0u8; 3][..pad as usize])?;
-        let mut r =
-            std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+        let mut r = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
         len += pad + std::io::copy(&mut r, &mut f)?;
     }
     f.flush()
