@@ -24,6 +24,7 @@ pub mod locate;
 pub mod loopdev;
 pub mod modalias;
 pub mod modules;
+pub mod net;
 pub mod onboot;
 pub mod output;
 pub mod power;
