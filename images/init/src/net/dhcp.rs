@@ -19,8 +19,23 @@ const BOOTREQUEST: u8 = 1;
 const BOOTREPLY: u8 = 2;
 /// RFC 2131 §3: 99.130.83.99 after the fixed header.
 const MAGIC: [u8; 4] = [99, 130, 83, 99];
-/// Bytes before the options: op .. file (RFC 2131 §2, figure 1).
+// Fixed header (RFC 2131 §2, figure 1): byte offsets.
+const OFF_OP: usize = 0;
+const OFF_HTYPE: usize = 1;
+const OFF_HLEN: usize = 2;
+/// Transaction id, u32 big-endian.
+const OFF_XID: usize = 4;
+/// Seconds since the client began, u16.
+const OFF_SECS: usize = 8;
+const OFF_FLAGS: usize = 10;
+/// "Your" address: the one offered.
+const OFF_YIADDR: usize = 16;
+/// Client hardware address, 16 bytes of which Ethernet uses 6.
+const OFF_CHADDR: usize = 28;
+/// Bytes before the options: op .. file.
 const HEADER_LEN: usize = 236;
+/// `htype` for Ethernet (RFC 1700 "Hardware Type").
+const HTYPE_ETHER: u8 = 1;
 /// Smallest BOOTP message (RFC 1542 §2.1); some servers drop shorter ones.
 const MIN_LEN: usize = 300;
 const FLAG_BROADCAST: u16 = 0x8000;
@@ -79,13 +94,13 @@ pub struct Request {
 /// parameter request for subnet, router, DNS, domain, lease time, server.
 pub fn encode(r: &Request) -> Vec<u8> {
     let mut p = vec![0u8; HEADER_LEN];
-    p[0] = BOOTREQUEST;
-    p[1] = 1; // htype: Ethernet (RFC 1700)
-    p[2] = 6; // hlen
-    p[4..8].copy_from_slice(&r.xid.to_be_bytes());
-    p[8..10].copy_from_slice(&r.secs.to_be_bytes());
-    p[10..12].copy_from_slice(&FLAG_BROADCAST.to_be_bytes());
-    p[28..34].copy_from_slice(&r.mac);
+    p[OFF_OP] = BOOTREQUEST;
+    p[OFF_HTYPE] = HTYPE_ETHER;
+    p[OFF_HLEN] = 6;
+    p[OFF_XID..OFF_XID + 4].copy_from_slice(&r.xid.to_be_bytes());
+    p[OFF_SECS..OFF_SECS + 2].copy_from_slice(&r.secs.to_be_bytes());
+    p[OFF_FLAGS..OFF_FLAGS + 2].copy_from_slice(&FLAG_BROADCAST.to_be_bytes());
+    p[OFF_CHADDR..OFF_CHADDR + 6].copy_from_slice(&r.mac);
     p.extend_from_slice(&MAGIC);
     p.extend_from_slice(&[OPT_MSG_TYPE, 1, r.kind as u8]);
     p.extend_from_slice(&[OPT_CLIENT_ID, 7, 1]);
@@ -144,8 +159,8 @@ pub fn decode(b: &[u8]) -> Result<Reply, String> {
     if b.len() < HEADER_LEN + MAGIC.len() {
         return Err(format!("dhcp: {} bytes, too short", b.len()));
     }
-    if b[0] != BOOTREPLY {
-        return Err(format!("dhcp: op {} is not BOOTREPLY", b[0]));
+    if b[OFF_OP] != BOOTREPLY {
+        return Err(format!("dhcp: op {} is not BOOTREPLY", b[OFF_OP]));
     }
     if b[HEADER_LEN..HEADER_LEN + 4] != MAGIC {
         return Err(format!("dhcp: no magic cookie at {HEADER_LEN}"));
@@ -153,9 +168,13 @@ pub fn decode(b: &[u8]) -> Result<Reply, String> {
     let mut kind = None;
     let mut r = Reply {
         kind: MessageType::Offer,
-        xid: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
-        chaddr: [b[28], b[29], b[30], b[31], b[32], b[33]],
-        yiaddr: ip_at(b, 16),
+        xid: u32::from_be_bytes([b[OFF_XID], b[OFF_XID + 1], b[OFF_XID + 2], b[OFF_XID + 3]]),
+        chaddr: {
+            let mut m = [0u8; 6];
+            m.copy_from_slice(&b[OFF_CHADDR..OFF_CHADDR + 6]);
+            m
+        },
+        yiaddr: ip_at(b, OFF_YIADDR),
         subnet: None,
         routers: Vec::new(),
         dns: Vec::new(),
