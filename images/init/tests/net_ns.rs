@@ -79,6 +79,8 @@ struct Guard {
     netns: Vec<String>,
     children: Vec<Child>,
     etc_netns: Option<PathBuf>,
+    /// `/etc/netns` was made by this test: remove it too.
+    made_etc_netns: bool,
     tmp: tempfile::TempDir,
 }
 
@@ -93,6 +95,9 @@ impl Drop for Guard {
         }
         if let Some(d) = &self.etc_netns {
             let _ = fs::remove_dir_all(d);
+        }
+        if self.made_etc_netns {
+            let _ = fs::remove_dir("/etc/netns");
         }
     }
 }
@@ -122,6 +127,7 @@ fn parent() {
         netns: Vec::new(),
         children: Vec::new(),
         etc_netns: None,
+        made_etc_netns: !std::path::Path::new("/etc/netns").exists(),
         tmp: tempfile::tempdir().unwrap(),
     };
     for ns in [&srv, &cli] {
@@ -145,6 +151,13 @@ fn parent() {
     ]);
     sh(&["ip", "-n", &srv, "link", "set", "veth0", "up"]);
     sh(&["ip", "-n", &srv, "link", "set", "lo", "up"]);
+    // A second link on which no server answers: its DHCP must time out
+    // without holding up eth0's, both sockets on port 68.
+    sh(&[
+        "ip", "-n", &srv, "link", "add", "veth1", "type", "veth", "peer", "name", "eth1", "netns",
+        &cli,
+    ]);
+    sh(&["ip", "-n", &srv, "link", "set", "veth1", "up"]);
 
     let etc = PathBuf::from("/etc/netns").join(&cli);
     fs::create_dir_all(&etc).unwrap();
@@ -210,6 +223,9 @@ fn parent() {
         addr.contains("inet 10.77.0.55/24 brd 10.77.0.255"),
         "{addr}"
     );
+    assert!(addr.contains(",UP,"), "{addr}");
+    let addr1 = sh(&["ip", "-n", &cli, "-4", "addr", "show", "dev", "eth1"]);
+    assert!(!addr1.contains("inet "), "{addr1}");
     let route = sh(&["ip", "-n", &cli, "route"]);
     assert!(route.contains("default via 10.77.0.1 dev eth0"), "{route}");
     let resolv = fs::read_to_string(etc.join("resolv.conf")).unwrap();
@@ -271,6 +287,12 @@ fn run_child(ns: &str, what: &str) {
         "child {what}: {}\n{stderr}",
         out.status
     );
+    if what == "dhcp" {
+        assert!(
+            stderr.contains("smelt: dhcp: eth1: no DHCPOFFER in 5s"),
+            "{stderr}"
+        );
+    }
 }
 
 fn netns_id() -> String {
@@ -293,10 +315,17 @@ fn child_dhcp() {
     check_isolated();
     let sys = RealSys::new();
     let t = Instant::now();
-    let leases = net::dhcp_all(&sys, Duration::from_secs(12));
-    eprintln!("dhcp took {:?}", t.elapsed());
+    let leases = net::dhcp_all(&sys, Duration::from_secs(5));
+    let took = t.elapsed();
+    eprintln!("dhcp took {took:?}");
     assert_eq!(leases.len(), 1, "{leases:?}");
+    assert_eq!(leases[0].ifname, "eth0");
     assert_eq!(leases[0].mac, MAC);
+    // eth1 used its whole budget, in parallel with eth0's exchange.
+    assert!(
+        took >= Duration::from_secs(5) && took < Duration::from_secs(9),
+        "{took:?}"
+    );
     // Plain HTTP over the address just configured, as a `ds=nocloud`
     // boot does.
     let url = net::http::nocloud_url("console=ttyS0 ds=nocloud;s=http://10.77.0.1:8000/seed")
