@@ -1,10 +1,11 @@
 //! A minimal HTTP/1.1 GET client for NoCloud seeds (`ds=nocloud;s=URL`),
 //! over std's `TcpStream`.
 //!
-//! Supported: `http://HOST[:PORT]/PATH` (an IP literal, or a name std can
-//! resolve), `Content-Length`, chunked and read-to-close bodies, a body
-//! limit, connect and read timeouts. Non-goals: TLS, redirects, keep-alive,
-//! proxies, compression.
+//! Supported: `http://HOST[:PORT]/PATH`, `Content-Length`, chunked and
+//! read-to-close bodies, a body limit, connect and read timeouts. HOST
+//! should be an IP literal: names go through glibc's getaddrinfo, which in
+//! the static init needs NSS libraries the image does not have. Non-goals:
+//! TLS, redirects, keep-alive, proxies, compression.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -59,8 +60,11 @@ fn parse_url(url: &str) -> Result<Url<'_>, String> {
 }
 
 /// GET `url`; any status is a response, only transport and framing
-/// problems are errors (each naming the URL).
+/// problems are errors (each naming the URL). `timeout` bounds the connect
+/// and each read and write, not the whole exchange.
 pub fn get(url: &str, timeout: Duration) -> Result<HttpResponse, String> {
+    // std rejects zero timeouts.
+    let timeout = timeout.max(Duration::from_millis(1));
     let u = parse_url(url)?;
     let addrs: Vec<_> = (u.host, u.port)
         .to_socket_addrs()
@@ -191,12 +195,13 @@ fn read_chunked(r: &mut impl BufRead, limit: usize) -> Result<Vec<u8>, String> {
     }
 }
 
-/// A NoCloud seed: meta-data, user-data, and network-config if served.
-pub type Seed = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
+/// `(meta-data, user-data, network-config)` as served; the caller makes the
+/// contract's `Seed` of them.
+pub type NoCloudFiles = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
 
 /// Fetch `meta-data`, `user-data` (both must be 200) and `network-config`
 /// (404 means none) below `base_url`, which ends with `/`.
-pub fn nocloud_fetch(base_url: &str) -> Result<Seed, String> {
+pub fn nocloud_fetch(base_url: &str) -> Result<NoCloudFiles, String> {
     let fetch = |name: &str| get(&format!("{base_url}{name}"), FETCH_TIMEOUT);
     let required = |name: &str| -> Result<Vec<u8>, String> {
         let r = fetch(name)?;
