@@ -42,6 +42,9 @@ pub fn apply(sys: &dyn Sys, cfg: &NetworkConfig) -> Report {
     let links = link::ethernet_links(sys);
     let mut dns = cfg.dns.clone();
     let mut dhcp_links = Vec::new();
+    // Static routes of DHCP links: their gateways are reachable only once
+    // the lease's address is on.
+    let mut after_lease: Vec<(Link, &[Route])> = Vec::new();
     // Which link each configured address is on, to place global routes.
     let mut on_link: Vec<(Cidr, String)> = Vec::new();
     for ifc in &cfg.interfaces {
@@ -60,15 +63,20 @@ pub fn apply(sys: &dyn Sys, cfg: &NetworkConfig) -> Report {
                 rep.errors.push(format!("{}: set up: {e}", l.name));
                 continue;
             }
+            let mut routes = ifc.routes.as_slice();
             if ifc.dhcp4 {
                 dhcp_links.push(l.clone());
+                after_lease.push((l.clone(), routes));
+                routes = &[];
             }
-            if ifc.addresses.is_empty() {
+            if ifc.addresses.is_empty() && routes.is_empty() {
                 continue;
             }
-            let done = configure(sys, l, &ifc.addresses, &ifc.routes, &mut rep.errors);
-            on_link.extend(ifc.addresses.iter().map(|a| (*a, l.name.clone())));
-            log(sys, &mut rep, l, &done, "static");
+            let done = configure(sys, l, &ifc.addresses, routes, &mut rep.errors);
+            on_link.extend(done.addresses.iter().map(|a| (*a, l.name.clone())));
+            if !done.addresses.is_empty() {
+                log(sys, &mut rep, l, &done, "static");
+            }
         }
     }
     let (leases, errors) = dhcp_on(sys, &dhcp_links, Timing::new(DHCP_TIMEOUT));
@@ -79,8 +87,16 @@ pub fn apply(sys: &dyn Sys, cfg: &NetworkConfig) -> Report {
         sys.log(&line);
         rep.applied.push(line);
         dns.merge(&lease_dns(lease));
+        let addr = Cidr {
+            addr: IpAddr::V4(lease.address),
+            prefix: lease.prefix,
+        };
+        on_link.push((addr, lease.ifname.clone()));
     }
     rep.leases = leases;
+    for (l, routes) in after_lease {
+        configure(sys, &l, &[], routes, &mut rep.errors);
+    }
     for r in &cfg.routes {
         let Some((_, name)) = on_link.iter().find(|(a, _)| contains(a, &r.via)) else {
             rep.errors.push(format!(

@@ -168,3 +168,45 @@ fn prefix_containment() {
     assert!(!contains(&c("0.0.0.0/0"), &ip("::1")));
     assert!(contains(&c("2001:db8::5/64"), &ip("2001:db8::1")));
 }
+
+#[test]
+fn dhcp_link_routes_wait_for_the_lease() {
+    let mut sys = FakeSys::new();
+    sys.dhcp_offers
+        .insert("eth0".into(), Ipv4Addr::new(10, 0, 2, 15));
+    let sys = with_links(sys, &[("eth0", "52:54:00:12:34:56")]);
+    let cfg = config::parse(
+        r#"
+version: 2
+ethernets:
+  eth0:
+    dhcp4: true
+    routes: [{to: 10.9.0.0/16, via: 10.0.2.9}]
+"#,
+    )
+    .unwrap();
+    let rep = apply(&sys, &cfg);
+    assert!(rep.errors.is_empty(), "{:?}", rep.errors);
+    let calls = sys.calls();
+    let pos = |c: &str| calls.iter().position(|x| x == c).unwrap();
+    assert!(pos("addr add eth0 10.0.2.15/24") < pos("route add eth0 10.9.0.0/16 via 10.0.2.9"));
+    assert!(rep.applied.len() == 1, "{:?}", rep.applied);
+}
+
+#[test]
+fn global_route_through_a_lease() {
+    let mut sys = FakeSys::new();
+    sys.dhcp_offers
+        .insert("eth0".into(), Ipv4Addr::new(10, 0, 2, 15));
+    let sys = with_links(sys, &[("eth0", "52:54:00:12:34:56")]);
+    let cfg = config::parse(
+        "version: 1\nconfig:\n  - {type: physical, name: eth0, subnets: [{type: dhcp}]}\n  - {type: route, destination: 192.168.0.0/16, gateway: 10.0.2.1}\n",
+    )
+    .unwrap();
+    let rep = apply(&sys, &cfg);
+    assert!(rep.errors.is_empty(), "{:?}", rep.errors);
+    assert!(
+        sys.calls()
+            .contains(&"route add eth0 192.168.0.0/16 via 10.0.2.1".to_string())
+    );
+}
