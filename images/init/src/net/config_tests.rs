@@ -230,3 +230,22 @@ fn globs() {
     assert!(!glob("en*", "eth0"));
     assert!(!glob("eth0", "eth01"));
 }
+
+#[test]
+fn odd_shapes_are_warnings_not_panics() {
+    for text in [
+        "version: 2\nethernets: [1, 2]",
+        "version: 2\nethernets: {eth0: 5}",
+        "version: 2\nethernets: {eth0: {addresses: 5, routes: [1, {via: x}], nameservers: 3, match: 7}}",
+        "version: 1\nconfig: {a: 1}",
+        "version: 1\nconfig: [1, {type: physical}, {type: physical, name: e, subnets: [7, {type: static}]}]",
+        "version: '2'\nethernets: {}",
+        "network: {version: 1, config: [{type: route}]}",
+    ] {
+        let c = parse(text).unwrap_or_else(|e| panic!("{text}: {e}"));
+        assert!(
+            c.interfaces.iter().all(|i| i.addresses.is_empty()),
+            "{text}"
+        );
+    }
+}

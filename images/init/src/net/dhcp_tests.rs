@@ -233,3 +233,18 @@ fn classful_prefix_without_subnet_option() {
         16
     );
 }
+
+#[test]
+fn decode_never_panics_on_cut_or_flipped_bytes() {
+    let good = slirp_offer();
+    for n in 0..good.len() {
+        let _ = decode(&good[..n]);
+    }
+    for i in 236..good.len() {
+        for v in [0u8, 1, 0x7f, 0xff] {
+            let mut b = good.clone();
+            b[i] = v;
+            let _ = decode(&b);
+        }
+    }
+}

@@ -232,3 +232,15 @@ fn urls() {
     );
     assert!(parse_url("http:///p").unwrap_err().contains("no host"));
 }
+
+#[test]
+fn read_response_never_panics_on_cut_input() {
+    let full = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    for n in 0..full.len() {
+        assert!(
+            read_response(&mut Cursor::new(full[..n].to_vec()), 100).is_err(),
+            "{n}"
+        );
+    }
+    assert!(read_response(&mut Cursor::new(full.to_vec()), 100).is_ok());
+}
