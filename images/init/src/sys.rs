@@ -855,6 +855,20 @@ mod tests {
     }
 
     #[test]
+    fn real_net_calls_refuse_bad_links() {
+        // Error paths only: nothing on this machine's network changes.
+        let sys = RealSys::new();
+        let long = "x".repeat(libc::IFNAMSIZ);
+        let e = sys.link_set_up(&long, true).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(sys.dhcp_transport("").is_err());
+        let a = Cidr::parse("192.0.2.1/24").unwrap();
+        let e = sys.addr_add("smelt-none0", &a).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENODEV), "{e}");
+        assert!(sys.route_add("smelt-none0", &a, None).is_err());
+    }
+
+    #[test]
     fn real_uname_and_statfs() {
         let sys = RealSys::new();
         assert!(!sys.kernel_release().unwrap().is_empty());
