@@ -11,9 +11,11 @@
 //! shut down ([`shutdown`]). All host access goes through [`sys::Sys`] so
 //! the logic is unit-tested with a fake.
 //!
-//! Non-goals: cloud-init / config slots, networking beyond `lo`, udev,
-//! containerd, hotplug after boot (a power button whose input device
-//! appears after the modules pass is not watched).
+//! [`net`] brings up networking (network-config, DHCP, plain-HTTP NoCloud
+//! seeds); it is not called from [`run`] yet.
+//!
+//! Non-goals: udev, containerd, hotplug after boot (a power button whose
+//! input device appears after the modules pass is not watched).
 
 pub mod bundle;
 pub mod config;
@@ -26,6 +28,7 @@ pub mod locate;
 pub mod loopdev;
 pub mod modalias;
 pub mod modules;
+pub mod net;
 pub mod onboot;
 pub mod output;
 pub mod power;
