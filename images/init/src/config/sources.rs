@@ -27,6 +27,7 @@ use std::collections::BTreeMap;
 use crate::disk::fat::Fat;
 use crate::iso9660;
 use crate::locate::{self, BlockDev};
+use crate::net;
 use crate::sys::Sys;
 
 use super::Seed;
@@ -124,6 +125,44 @@ impl Seed {
             user_data: files.remove("user-data").unwrap_or_default(),
             network_config: files.remove("network-config"),
             files,
+        }
+    }
+}
+
+/// Whether the network was brought up while looking for the seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    Untouched,
+    Dhcp,
+}
+
+/// The seed this boot uses, first found wins: `ds=nocloud;s=URL` on the
+/// command line (DHCP on every ethernet link first, then an HTTP fetch),
+/// then [`find_local`]. A failed fetch is one log line and the local
+/// sources are tried.
+pub fn find(sys: &dyn Sys) -> (Option<Seed>, Network) {
+    let cmdline = sys.read_file("/proc/cmdline").unwrap_or_default();
+    let Some(url) = net::http::nocloud_url(&String::from_utf8_lossy(&cmdline)) else {
+        return (find_local(sys), Network::Untouched);
+    };
+    let leases = net::dhcp_all(sys, net::apply::DHCP_TIMEOUT);
+    if leases.is_empty() {
+        sys.log(&format!("smelt: config {url}: no DHCP lease on any link"));
+    }
+    match net::http::nocloud_fetch(&url) {
+        Ok((meta_data, user_data, network_config)) => {
+            let seed = Seed {
+                source: url,
+                meta_data,
+                user_data,
+                network_config,
+                files: BTreeMap::new(),
+            };
+            (Some(seed), Network::Dhcp)
+        }
+        Err(e) => {
+            sys.log(&format!("smelt: config {url}: {e}"));
+            (find_local(sys), Network::Dhcp)
         }
     }
 }

@@ -52,8 +52,6 @@ pub struct Fat {
     base: u64,
     len: u64,
     pub kind: Kind,
-    /// Bytes per sector.
-    sector: u64,
     /// Bytes per cluster.
     cluster: u64,
     /// Byte offset (from `base`) of the first FAT.
@@ -155,7 +153,6 @@ impl Fat {
             base,
             len: bytes,
             kind,
-            sector,
             cluster: per_cluster * sector,
             fat_start,
             root_start,
