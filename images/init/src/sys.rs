@@ -117,6 +117,18 @@ pub trait Sys {
     fn sleep(&self, d: Duration);
     /// Stop for good (PID 1 must never exit); the real one never returns.
     fn halt(&self);
+
+    // config (cloud-config `write_files`, `users`, `timezone`).
+
+    /// `chmod(2)`: set the permission bits (`0o7777` mask) of `path`.
+    fn chmod(&self, path: &str, mode: u32) -> io::Result<()>;
+    /// `chown(2)`, following symlinks.
+    fn chown(&self, path: &str, uid: u32, gid: u32) -> io::Result<()>;
+    /// Make `link` a symlink to `target`, replacing a non-directory already
+    /// at `link` (`ln -sf`).
+    fn symlink(&self, target: &str, link: &str) -> io::Result<()>;
+    /// Append `data` to `path`, creating it (mode 0644 before umask) if absent.
+    fn append_file(&self, path: &str, data: &[u8]) -> io::Result<()>;
 }
 
 /// The signals PID 1 handles; blocked and taken with `sigtimedwait`.
@@ -589,6 +601,35 @@ impl Sys for RealSys {
 
     fn halt(&self) {
         halt_forever();
+    }
+
+    // config
+
+    fn chmod(&self, path: &str, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
+    }
+
+    fn chown(&self, path: &str, uid: u32, gid: u32) -> io::Result<()> {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+    }
+
+    fn symlink(&self, target: &str, link: &str) -> io::Result<()> {
+        match std::os::unix::fs::symlink(target, link) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(link)?;
+                std::os::unix::fs::symlink(target, link)
+            }
+            r => r,
+        }
+    }
+
+    fn append_file(&self, path: &str, data: &[u8]) -> io::Result<()> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?
+            .write_all(data)
     }
 }
 
