@@ -11,11 +11,16 @@
 //! shut down ([`shutdown`]). All host access goes through [`sys::Sys`] so
 //! the logic is unit-tested with a fake.
 //!
-//! Non-goals: cloud-init / config slots, networking beyond `lo`, udev,
-//! containerd, hotplug after boot (a power button whose input device
-//! appears after the modules pass is not watched).
+//! [`config`] parses and applies NoCloud user-data (a subset of
+//! cloud-init's `#cloud-config`); its caller wires it into the sequence.
+//!
+//! Non-goals: stock cloud-init (its module list, per-instance state, shell
+//! script user-data), networking beyond `lo`, udev, containerd, hotplug
+//! after boot (a power button whose input device appears after the modules
+//! pass is not watched).
 
 pub mod bundle;
+pub mod config;
 pub mod copy;
 pub mod early;
 pub mod gpt;
