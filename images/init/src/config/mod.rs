@@ -28,6 +28,7 @@ mod accounts;
 mod commands;
 mod files;
 mod hostname;
+mod keys;
 pub mod parse;
 mod runconfig;
 mod system;
