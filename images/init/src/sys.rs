@@ -745,6 +745,26 @@ mod tests {
     }
 
     #[test]
+    fn real_config_file_ops() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
+        let sys = RealSys::new();
+        sys.append_file(&p("f"), b"a\n").unwrap();
+        sys.append_file(&p("f"), b"b\n").unwrap();
+        assert_eq!(std::fs::read(p("f")).unwrap(), b"a\nb\n");
+        sys.chmod(&p("f"), 0o600).unwrap();
+        let meta = std::fs::metadata(p("f")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        // To our own ids: works unprivileged too.
+        sys.chown(&p("f"), meta.uid(), meta.gid()).unwrap();
+        sys.symlink("/x", &p("l")).unwrap();
+        sys.symlink("/y", &p("l")).unwrap();
+        assert_eq!(std::fs::read_link(p("l")).unwrap(), Path::new("/y"));
+        assert!(sys.chmod(&p("missing"), 0o644).is_err());
+    }
+
+    #[test]
     fn real_uname_and_statfs() {
         let sys = RealSys::new();
         assert!(!sys.kernel_release().unwrap().is_empty());

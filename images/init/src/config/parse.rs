@@ -90,10 +90,19 @@ pub struct MountEntry {
 
 pub(super) type Res<T> = Result<T, String>;
 
-/// YAML 1.1 as cloud-init's PyYAML: `permissions: 0644` is octal 420.
-fn yaml(text: &str) -> Result<Value, String> {
+/// YAML 1.1 as cloud-init's PyYAML: `permissions: 0644` is octal 420
+/// (user-data only: meta-data's `instance-id: 0123` stays "0123").
+///
+/// A `!!binary` scalar stays its base64 text: a loose value has no bytes
+/// type, and gzip data (cloud-init's documented `encoding: gzip` +
+/// `!!binary` example) is not UTF-8. [`files::decode`] base64-decodes gzip
+/// content that is not raw gzip, so that example works; `!!binary` with
+/// no `encoding` is written as its base64 text (documented).
+fn yaml(text: &str, legacy_octal: bool) -> Result<Value, String> {
     let opts = serde_saphyr::options! {
-        legacy_octal_numbers: true,
+        legacy_octal_numbers: legacy_octal,
+        leading_zero_numbers_as_strings: !legacy_octal,
+        ignore_binary_tag_for_string: true,
         with_snippet: false,
     };
     serde_saphyr::from_str_with_options::<Value>(text, opts).map_err(|e| {
@@ -114,7 +123,7 @@ pub fn parse_meta_data(data: &[u8], p: &mut Problems) -> MetaData {
         p.errors.push("meta-data: not UTF-8".into());
         return meta;
     };
-    let map = match yaml(text) {
+    let map = match yaml(text, false) {
         Ok(Value::Object(m)) => m,
         Ok(Value::Null) => return meta,
         Ok(_) => {
@@ -189,7 +198,7 @@ pub fn parse_user_data(data: &[u8], p: &mut Problems) -> CloudConfig {
             .push(format!("user-data: {}, ignored", kind(text.trim_start())));
         return c;
     }
-    let map = match yaml(text) {
+    let map = match yaml(text, true) {
         Ok(Value::Object(m)) => m,
         Ok(Value::Null) => return c,
         Ok(_) => {

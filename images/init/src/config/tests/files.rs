@@ -103,3 +103,17 @@ fn permissions_forms() {
     assert!(mode("'999'").is_err());
     assert!(mode("0o17777").is_err());
 }
+
+#[test]
+fn binary_tag_content() {
+    // As in cloud-init's docs: `!!binary` with an encoding.
+    let gz = b64(&gzip(b"zipped\n"));
+    let ud = format!(
+        "#cloud-config\nwrite_files:\n  - path: /a\n    encoding: b64\n    content: !!binary aGVsbG8=\n  - path: /b\n    encoding: gzip\n    content: !!binary |\n      {gz}\n"
+    );
+    let sys = FakeSys::new();
+    let a = all(&sys, &seed(&ud));
+    assert_eq!(text(&sys, "/a"), "hello");
+    assert_eq!(text(&sys, "/b"), "zipped\n");
+    assert!(a.report.errors.is_empty(), "{:?}", a.report.errors);
+}

@@ -209,3 +209,18 @@ ssh_authorized_keys: 5
     assert_eq!(a.report.errors.len(), 9, "{:#?}", a.report.errors);
     assert!(a.report.applied.is_empty(), "{:?}", a.report.applied);
 }
+
+#[test]
+fn meta_data_keeps_leading_zeros() {
+    let mut p = parse::Problems::default();
+    let m = parse::parse_meta_data(b"instance-id: 0123\nlocal-hostname: h\n", &mut p);
+    assert_eq!(m.instance_id.as_deref(), Some("0123"));
+    let m = parse::parse_meta_data(b"instance-id: [\n", &mut p);
+    assert_eq!(m, MetaData::default());
+    assert_eq!(p.errors.len(), 1, "{:?}", p.errors);
+    assert!(
+        p.errors[0].starts_with("meta-data: YAML error at line "),
+        "{:?}",
+        p.errors
+    );
+}
