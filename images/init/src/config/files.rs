@@ -70,17 +70,19 @@ pub fn write_all(sys: &dyn Sys, files: &[WriteFile], deferred: bool, report: &mu
     let accounts = Accounts::load(sys);
     for f in todo {
         match write_one(sys, &accounts, f) {
-            Ok(()) => sys.log(&format!(
-                "cloud-config: wrote {} ({} bytes, mode {:04o}{})",
-                f.path,
-                f.content.len(),
-                f.permissions,
-                if f.append { ", appended" } else { "" }
-            )),
+            Ok(()) => {
+                report.applied("write_files");
+                sys.log(&format!(
+                    "cloud-config: wrote {} ({} bytes, mode {:04o}{})",
+                    f.path,
+                    f.content.len(),
+                    f.permissions,
+                    if f.append { ", appended" } else { "" }
+                ));
+            }
             Err(e) => report.error(sys, format!("write_files {}: {e}", f.path)),
         }
     }
-    report.applied("write_files");
 }
 
 fn write_one(sys: &dyn Sys, accounts: &Accounts, f: &WriteFile) -> Result<(), String> {

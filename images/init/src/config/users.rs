@@ -28,12 +28,14 @@ pub fn apply(sys: &dyn Sys, cfg: &CloudConfig, report: &mut Report) {
         // is not in /etc/passwd.
         match accounts.save(sys) {
             Ok(()) => {
+                if !made.is_empty() {
+                    report.applied("users");
+                }
                 for (u, e) in made {
                     if let Err(err) = home(sys, u, &e) {
                         report.error(sys, format!("users {}: {err}", u.name));
                     }
                 }
-                report.applied("users");
             }
             Err(e) => report.error(sys, format!("users: writing account files: {e}")),
         }
