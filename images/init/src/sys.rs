@@ -136,6 +136,17 @@ pub trait Sys {
     /// A DHCP client socket on `ifname`: UDP 0.0.0.0:68 with
     /// SO_BINDTODEVICE and SO_BROADCAST.
     fn dhcp_transport(&self, ifname: &str) -> io::Result<Box<dyn Transport + '_>>;
+    // config (cloud-config `write_files`, `users`, `timezone`).
+
+    /// `chmod(2)`: set the permission bits (`0o7777` mask) of `path`.
+    fn chmod(&self, path: &str, mode: u32) -> io::Result<()>;
+    /// `chown(2)`, following symlinks.
+    fn chown(&self, path: &str, uid: u32, gid: u32) -> io::Result<()>;
+    /// Make `link` a symlink to `target`, replacing a non-directory already
+    /// at `link` (`ln -sf`).
+    fn symlink(&self, target: &str, link: &str) -> io::Result<()>;
+    /// Append `data` to `path`, creating it (mode 0644 before umask) if absent.
+    fn append_file(&self, path: &str, data: &[u8]) -> io::Result<()>;
 }
 
 /// The signals PID 1 handles; blocked and taken with `sigtimedwait`.
@@ -606,6 +617,35 @@ impl Sys for RealSys {
     fn dhcp_transport(&self, ifname: &str) -> io::Result<Box<dyn Transport + '_>> {
         Ok(Box::new(dhcp_socket(ifname)?))
     }
+
+    // config
+
+    fn chmod(&self, path: &str, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
+    }
+
+    fn chown(&self, path: &str, uid: u32, gid: u32) -> io::Result<()> {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+    }
+
+    fn symlink(&self, target: &str, link: &str) -> io::Result<()> {
+        match std::os::unix::fs::symlink(target, link) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(link)?;
+                std::os::unix::fs::symlink(target, link)
+            }
+            r => r,
+        }
+    }
+
+    fn append_file(&self, path: &str, data: &[u8]) -> io::Result<()> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?
+            .write_all(data)
+    }
 }
 
 fn socket(domain: libc::c_int, kind: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
@@ -866,6 +906,26 @@ mod tests {
         let e = sys.addr_add("smelt-none0", &a).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ENODEV), "{e}");
         assert!(sys.route_add("smelt-none0", &a, None).is_err());
+    }
+
+    #[test]
+    fn real_config_file_ops() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
+        let sys = RealSys::new();
+        sys.append_file(&p("f"), b"a\n").unwrap();
+        sys.append_file(&p("f"), b"b\n").unwrap();
+        assert_eq!(std::fs::read(p("f")).unwrap(), b"a\nb\n");
+        sys.chmod(&p("f"), 0o600).unwrap();
+        let meta = std::fs::metadata(p("f")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        // To our own ids: works unprivileged too.
+        sys.chown(&p("f"), meta.uid(), meta.gid()).unwrap();
+        sys.symlink("/x", &p("l")).unwrap();
+        sys.symlink("/y", &p("l")).unwrap();
+        assert_eq!(std::fs::read_link(p("l")).unwrap(), Path::new("/y"));
+        assert!(sys.chmod(&p("missing"), 0o644).is_err());
     }
 
     #[test]

@@ -51,6 +51,11 @@ pub struct FakeSys {
     pub dhcp_offers: BTreeMap<String, Ipv4Addr>,
     /// errno of `addr_add`/`route_add` per link.
     pub net_errors: BTreeMap<String, i32>,
+    // config
+    /// File systems whose `mount` fails (EINVAL), e.g. to test `auto`.
+    pub failing_fstypes: BTreeSet<String>,
+    /// Symlinks made: link -> target.
+    pub symlinks: RefCell<BTreeMap<String, String>>,
 }
 
 impl FakeSys {
@@ -119,6 +124,9 @@ impl Sys for FakeSys {
         ));
         if self.failing_mounts.contains(target) {
             return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        if self.failing_fstypes.contains(fstype) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         Ok(())
     }
@@ -326,6 +334,41 @@ impl Sys for FakeSys {
         server.name = ifname.to_string();
         server.calls = Some(&self.calls);
         Ok(Box::new(server))
+    }
+    // config
+
+    fn chmod(&self, path: &str, mode: u32) -> io::Result<()> {
+        self.call(format!("chmod {path} {mode:o}"));
+        if self.exists(path) {
+            Ok(())
+        } else {
+            Err(enoent(path))
+        }
+    }
+    fn chown(&self, path: &str, uid: u32, gid: u32) -> io::Result<()> {
+        self.call(format!("chown {path} {uid}:{gid}"));
+        if self.exists(path) {
+            Ok(())
+        } else {
+            Err(enoent(path))
+        }
+    }
+    fn symlink(&self, target: &str, link: &str) -> io::Result<()> {
+        self.call(format!("symlink {target} {link}"));
+        self.files.borrow_mut().remove(link);
+        self.symlinks
+            .borrow_mut()
+            .insert(link.to_string(), target.to_string());
+        Ok(())
+    }
+    fn append_file(&self, path: &str, data: &[u8]) -> io::Result<()> {
+        self.call(format!("append {path} {}", String::from_utf8_lossy(data)));
+        self.files
+            .borrow_mut()
+            .entry(path.to_string())
+            .or_default()
+            .extend_from_slice(data);
+        Ok(())
     }
 }
 
