@@ -74,7 +74,7 @@ fn assert_applied(console: &str, source: &str) {
         "inet6 fd00:10::77/64",
         "default via 10.0.2.2",
         "no_such_module",
-        &format!("CONFIG-SOURCE=\"source\": \"{source}"),
+        &format!("CONFIG-SOURCE={source}"),
         "smelt: powering off",
     ] {
         assert!(
