@@ -62,6 +62,9 @@ openssl                       openssl
 /usr/lib/systemd/boot/efi/linuxx64.efi.stub systemd-boot-efi
 /usr/bin/time                 time
 bc                            bc
+ip                            iproute2
+ss                            iproute2
+dnsmasq                       dnsmasq-base
 '
 
 # The file a need names: an absolute path as it is, a command on PATH.

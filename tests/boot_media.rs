@@ -12,11 +12,8 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use common::*;
-use smelt::run::qemu::BootConfig;
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
 
 const FORMATS: [&str; 10] = [
     "-f",
@@ -194,48 +191,6 @@ fn media_are_read_by_independent_tools_and_reproducible() {
     assert!(check.contains("No errors"), "{check}");
 }
 
-enum Medium {
-    Cd,
-    Usb,
-    Disk,
-}
-
-fn vm(image: &Path, medium: Medium, uefi: bool, vars: &Path) -> BootConfig {
-    let mut extra = Vec::new();
-    if uefi {
-        std::fs::copy(OVMF_VARS, vars).unwrap();
-        extra.extend([
-            "-drive".to_string(),
-            format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
-            "-drive".into(),
-            format!("if=pflash,format=raw,file={}", vars.display()),
-        ]);
-    }
-    let format = if image.extension().is_some_and(|e| e == "qcow2") {
-        "qcow2"
-    } else {
-        "raw"
-    };
-    let drive = format!("file={},format={format},snapshot=on", image.display());
-    match medium {
-        Medium::Cd => extra.extend(["-drive".into(), format!("{drive},media=cdrom,if=ide")]),
-        Medium::Usb => extra.extend([
-            "-device".into(),
-            "qemu-xhci".into(),
-            "-drive".into(),
-            format!("{drive},if=none,id=stick"),
-            "-device".into(),
-            "usb-storage,drive=stick".into(),
-        ]),
-        Medium::Disk => extra.extend(["-drive".into(), format!("{drive},if=virtio")]),
-    }
-    BootConfig {
-        timeout: BOOT_TIMEOUT,
-        extra_args: extra,
-        ..Default::default()
-    }
-}
-
 fn cell(file: &str, medium: Medium, uefi: bool, found: &str) {
     let vars = tempfile::tempdir().unwrap();
     let r = vm(
@@ -243,6 +198,7 @@ fn cell(file: &str, medium: Medium, uefi: bool, found: &str) {
         medium,
         uefi,
         &vars.path().join("vars.fd"),
+        BOOT_TIMEOUT,
     )
     .boot()
     .unwrap();
@@ -304,9 +260,15 @@ fn refuses(file: &str, at: u64, medium: Medium, device: &str) {
     let mut bytes = std::fs::read(media().join(file)).unwrap();
     bytes[at as usize] ^= 0xff;
     std::fs::write(&copy, bytes).unwrap();
-    let mut vm = vm(&copy, medium, false, &dir.path().join("vars.fd"))
-        .spawn()
-        .unwrap();
+    let mut vm = vm(
+        &copy,
+        medium,
+        false,
+        &dir.path().join("vars.fd"),
+        BOOT_TIMEOUT,
+    )
+    .spawn()
+    .unwrap();
     let refused = vm.wait_for_console("refusing to boot", BOOT_TIMEOUT);
     let console = vm.console();
     assert!(refused, "no refusal on the console:\n{console}");

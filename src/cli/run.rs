@@ -53,12 +53,21 @@ fn parse_forward(s: &str) -> Result<(u16, u16), String> {
 
 pub fn run(_g: &GlobalArgs, a: RunArgs) -> anyhow::Result<ExitCode> {
     let mut cfg = BootConfig::default();
+    // The initrd and the config initrd, joined as a boot loader would; kept
+    // until QEMU has read it.
+    let joined = tempfile::NamedTempFile::new().context("creating a temporary initrd")?;
     match smelt::run::media_drive(&a.artifact) {
         Some(drive) => cfg.extra_args = drive,
         None => {
             let k = smelt::run::find_kernel_initrd(&a.artifact, a.name.as_deref())?;
             cfg.kernel = Some(k.kernel);
-            cfg.initrd = Some(k.initrd);
+            cfg.initrd = Some(match &k.config {
+                Some(c) => {
+                    smelt::run::concat_initrds(&[&k.initrd, c], joined.path())?;
+                    joined.path().to_path_buf()
+                }
+                None => k.initrd,
+            });
             cfg.cmdline = Some(k.cmdline);
         }
     }

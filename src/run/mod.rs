@@ -14,6 +14,8 @@ use anyhow::{Context, bail};
 pub struct KernelInitrd {
     pub kernel: PathBuf,
     pub initrd: PathBuf,
+    /// `NAME-config.img`, the config initrd, when the build wrote one.
+    pub config: Option<PathBuf>,
     pub cmdline: String,
 }
 
@@ -52,11 +54,36 @@ pub fn find_kernel_initrd(artifact: &Path, name: Option<&str>) -> anyhow::Result
     }
     let cmdline = std::fs::read_to_string(&cmdline_path)
         .with_context(|| format!("reading {}", cmdline_path.display()))?;
+    let config = Some(dir.join(format!("{name}-config.img"))).filter(|p| p.is_file());
     Ok(KernelInitrd {
         kernel,
         initrd,
+        config,
         cmdline: cmdline.trim_end().to_string(),
     })
+}
+
+/// Write `parts` one after another into `out`, each starting on a 4-byte
+/// boundary: what a boot loader does with several initrds (GRUB's
+/// `initrd a b`, iPXE's `initrd` twice). The kernel unpacks concatenated
+/// archives, compressed or not, but looks for a cpio header only at
+/// 4-byte-aligned offsets and skips the zero padding between them
+/// (init/initramfs.c `unpack_to_rootfs`).
+pub fn concat_initrds(parts: &[&Path], out: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut f = std::io::BufWriter::new(
+        std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?,
+    );
+    let mut len = 0u64;
+    for p in parts {
+        let pad = (4 - len % 4) % 4;
+        f.write_all(&[0u8; 3][..pad as usize])?;
+        let mut r = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+        len += pad + std::io::copy(&mut r, &mut f)?;
+    }
+    f.flush()
+        .with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
 }
 
 /// QEMU drive arguments that boot a disk or CD image artifact (`NAME.iso`
@@ -103,6 +130,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("expected a NAME-kernel file"), "{e}");
+        assert_eq!(a.config, None);
+        std::fs::write(d.path().join("x-config.img"), "c").unwrap();
+        let c = find_kernel_initrd(d.path(), Some("x")).unwrap();
+        assert_eq!(c.config, Some(d.path().join("x-config.img")));
+    }
+
+    #[test]
+    fn initrds_are_joined_on_4_byte_boundaries() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b, c) = (d.path().join("a"), d.path().join("b"), d.path().join("c"));
+        std::fs::write(&a, "12345").unwrap();
+        std::fs::write(&b, "xy").unwrap();
+        std::fs::write(&c, "z").unwrap();
+        let out = d.path().join("out");
+        concat_initrds(&[&a, &b, &c], &out).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"12345\0\0\0xy\0\0z");
     }
 
     #[test]

@@ -240,3 +240,59 @@ pub fn dir_hashes(dir: &Path) -> Vec<(String, String)> {
         })
         .collect()
 }
+
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS.fd";
+
+/// How a disk or CD image is attached to the guest.
+pub enum Medium {
+    Cd,
+    Usb,
+    Disk,
+}
+
+/// A QEMU boot of `image` as a CD (IDE/AHCI), a USB stick (xHCI +
+/// usb-storage) or a virtio disk, under OVMF (`vars`: where the copy of the
+/// variable store goes) or SeaBIOS, with `snapshot=on` so the image is
+/// never changed.
+pub fn vm(
+    image: &Path,
+    medium: Medium,
+    uefi: bool,
+    vars: &Path,
+    timeout: std::time::Duration,
+) -> smelt::run::qemu::BootConfig {
+    let mut extra = Vec::new();
+    if uefi {
+        std::fs::copy(OVMF_VARS, vars).unwrap();
+        extra.extend([
+            "-drive".to_string(),
+            format!("if=pflash,format=raw,readonly=on,file={OVMF_CODE}"),
+            "-drive".into(),
+            format!("if=pflash,format=raw,file={}", vars.display()),
+        ]);
+    }
+    let format = if image.extension().is_some_and(|e| e == "qcow2") {
+        "qcow2"
+    } else {
+        "raw"
+    };
+    let drive = format!("file={},format={format},snapshot=on", image.display());
+    match medium {
+        Medium::Cd => extra.extend(["-drive".into(), format!("{drive},media=cdrom,if=ide")]),
+        Medium::Usb => extra.extend([
+            "-device".into(),
+            "qemu-xhci".into(),
+            "-drive".into(),
+            format!("{drive},if=none,id=stick"),
+            "-device".into(),
+            "usb-storage,drive=stick".into(),
+        ]),
+        Medium::Disk => extra.extend(["-drive".into(), format!("{drive},if=virtio")]),
+    }
+    smelt::run::qemu::BootConfig {
+        timeout,
+        extra_args: extra,
+        ..Default::default()
+    }
+}

@@ -11,12 +11,21 @@
 //! shut down ([`shutdown`]). All host access goes through [`sys::Sys`] so
 //! the logic is unit-tested with a fake.
 //!
-//! Non-goals: cloud-init / config slots, networking beyond `lo`, udev,
-//! containerd, hotplug after boot (a power button whose input device
-//! appears after the modules pass is not watched).
+//! Between the modules and the welcome line the machine is configured
+//! from a NoCloud seed ([`config::sources`]: `ds=nocloud;s=URL`, the
+//! artifact's slot, a `CIDATA` volume, the config initrd): hostname and
+//! `bootcmd`, the network ([`net`]: the seed's network-config, else DHCP on
+//! every ethernet link), files, users and keys ([`config`]); deferred files
+//! and `runcmd` follow the onboot containers.
+//!
+//! Non-goals: stock cloud-init (its module list, per-instance state, shell
+//! script user-data), udev, containerd, hotplug after boot (a power button
+//! whose input device appears after the modules pass is not watched).
 
 pub mod bundle;
+pub mod config;
 pub mod copy;
+pub mod disk;
 pub mod early;
 pub mod gpt;
 pub mod iso9660;
@@ -24,6 +33,7 @@ pub mod locate;
 pub mod loopdev;
 pub mod modalias;
 pub mod modules;
+pub mod net;
 pub mod onboot;
 pub mod output;
 pub mod power;
@@ -87,6 +97,7 @@ pub fn run(sys: &dyn Sys) -> String {
     });
     modules::load(sys, &release);
     sys.watch_power_button();
+    let mut applied = configure(sys);
     let onboot = bundle::discover(sys, ONBOOT);
     let services = bundle::discover(sys, SERVICES);
     let onshutdown = bundle::discover(sys, ONSHUTDOWN);
@@ -101,10 +112,16 @@ pub fn run(sys: &dyn Sys) -> String {
     let runc_ok = sys.exists(RUNC);
     let mut sup = if runc_ok {
         onboot::run_all(sys, "onboot", &onboot);
+        if let Some(a) = applied.as_mut() {
+            config::apply_late(sys, a);
+        }
         Supervisor::new(sys, services)
     } else {
         if !(onboot.is_empty() && services.is_empty() && onshutdown.is_empty()) {
             sys.log(&format!("runc not found at {RUNC}: containers cannot run"));
+        }
+        if let Some(a) = applied.as_mut() {
+            config::apply_late(sys, a);
         }
         Supervisor::default()
     };
@@ -112,6 +129,76 @@ pub fn run(sys: &dyn Sys) -> String {
     let action = sup.run(sys);
     let err = shutdown::shutdown(sys, &mut sup, &onshutdown, runc_ok, action);
     format!("reboot(2) failed: {err}")
+}
+
+/// How long DHCP may take when nothing asked for it (no seed, or a seed
+/// without network-config): a machine with no DHCP server on its links
+/// boots this much later, never not at all.
+pub const FALLBACK_DHCP: std::time::Duration = std::time::Duration::from_secs(6);
+/// Where the extra files of a seed (`smelt inject --file`) are put.
+pub const SEED_FILES: &str = "/run/config/slot";
+
+/// Find the seed and apply what comes before the containers: hostname and
+/// bootcmd, the network, files, users, keys. No seed: DHCP only.
+fn configure(sys: &dyn Sys) -> Option<config::Applied> {
+    let (seed, network) = config::sources::find(sys);
+    let dhcp_done = network == config::sources::Network::Dhcp;
+    let Some(seed) = seed else {
+        if !dhcp_done {
+            net::dhcp_all(sys, FALLBACK_DHCP);
+        }
+        return None;
+    };
+    let mut applied = config::apply_early(sys, &seed);
+    let nc = applied.network_config.clone().filter(|n| !n.is_empty());
+    match nc {
+        Some(nc) => network_config(sys, &nc, &mut applied.report),
+        None if !dhcp_done => {
+            net::dhcp_all(sys, FALLBACK_DHCP);
+        }
+        None => {}
+    }
+    for (rel, data) in &seed.files {
+        let to = format!("{SEED_FILES}/{rel}");
+        let dir = to.rsplit_once('/').map_or(SEED_FILES, |(d, _)| d);
+        if let Err(e) = sys
+            .mkdir_all(dir, 0o755)
+            .and_then(|()| sys.write_file(&to, data))
+        {
+            sys.log(&format!("cloud-config: error: writing {to}: {e}"));
+            applied.report.errors.push(format!("writing {to}: {e}"));
+        }
+    }
+    config::apply_system(sys, &mut applied);
+    Some(applied)
+}
+
+/// Apply a seed's network-config; its outcome joins the config report.
+fn network_config(sys: &dyn Sys, text: &[u8], report: &mut config::Report) {
+    match net::config::parse(&String::from_utf8_lossy(text)) {
+        Ok(cfg) => {
+            let r = net::apply(sys, &cfg);
+            for w in &r.skipped {
+                sys.log(&format!("network-config: skipped {w}"));
+            }
+            for e in &r.errors {
+                sys.log(&format!("network-config: error: {e}"));
+            }
+            report.applied.push("network-config".into());
+            report.skipped.extend(
+                r.skipped
+                    .into_iter()
+                    .map(|s| format!("network-config: {s}")),
+            );
+            report
+                .errors
+                .extend(r.errors.into_iter().map(|e| format!("network-config: {e}")));
+        }
+        Err(e) => {
+            sys.log(&format!("network-config: error: {e}; not applied"));
+            report.errors.push(format!("network-config: {e}"));
+        }
+    }
 }
 
 /// Print panics to the console and halt: PID 1 exiting panics the kernel,
@@ -192,6 +279,88 @@ mod tests {
         );
         assert!(calls.last().unwrap() == "reboot Reboot");
         assert!(sys.logs().contains("smelt: rebooting"));
+    }
+
+    /// A config initrd with user-data and a static network-config: the
+    /// hostname, the address and the files come before the welcome line and
+    /// the containers; runcmd after the onboot containers, before services.
+    #[test]
+    fn config_is_applied_around_the_containers() {
+        let sys = FakeSys::new()
+            .file("/usr/bin/runc", "")
+            .file("/bin/sh", "")
+            .dir("/containers/onboot/000-a/rootfs")
+            .file(
+                "/containers/onboot/000-a/config.json",
+                r#"{"process":{"args":["a"]}}"#,
+            )
+            .dir("/containers/services/s/rootfs")
+            .file(
+                "/containers/services/s/config.json",
+                r#"{"process":{"args":["s"]}}"#,
+            )
+            .dir("/smelt/nocloud")
+            .file(
+                "/smelt/nocloud/user-data",
+                "#cloud-config\nhostname: box\nwrite_files:\n  - path: /etc/x\n    content: hi\nruncmd:\n  - echo RUN\n",
+            )
+            .file(
+                "/smelt/nocloud/network-config",
+                "version: 2\nethernets:\n  n:\n    match: {macaddress: '52:54:00:12:34:56'}\n    addresses: [10.0.2.77/24]\n",
+            )
+            .file("/smelt/nocloud/extra/motd", "hello\n")
+            .file("/sys/class/net/eth0/type", "1\n")
+            .file("/sys/class/net/eth0/address", "52:54:00:12:34:56\n");
+        sys.signals.borrow_mut().push_back(libc::SIGTERM);
+        run(&sys);
+        let calls = sys.calls();
+        let pos = |p: &str| {
+            calls
+                .iter()
+                .position(|c| c.starts_with(p))
+                .unwrap_or_else(|| panic!("{p:?} not in {calls:#?}"))
+        };
+        assert!(pos("hostname box") < pos("addr add eth0 10.0.2.77/24"));
+        assert!(pos("addr add eth0 10.0.2.77/24") < pos("write /etc/x hi"));
+        assert!(
+            pos("write /etc/x hi")
+                < pos("run /usr/bin/runc --root /run/runc run --bundle /containers/onboot/000-a a")
+        );
+        assert!(
+            pos("run /usr/bin/runc --root /run/runc run --bundle") < pos("run /bin/sh -c echo RUN")
+        );
+        assert!(
+            pos("run /bin/sh -c echo RUN")
+                < pos("spawn /usr/bin/runc --root /run/runc run --bundle /containers/services/s s")
+        );
+        assert!(
+            !calls.iter().any(|c| c.starts_with("dhcp socket")),
+            "no DHCP with a network-config: {calls:#?}"
+        );
+        assert_eq!(
+            sys.read_file("/run/config/slot/extra/motd").unwrap(),
+            b"hello\n"
+        );
+        let logs = sys.logs();
+        assert!(
+            logs.find("cloud-config: seed from initrd") < logs.find("Welcome to smelt"),
+            "{logs}"
+        );
+    }
+
+    #[test]
+    fn no_seed_means_dhcp_on_every_link() {
+        let sys = FakeSys::new()
+            .file("/sys/class/net/eth0/type", "1\n")
+            .file("/sys/class/net/eth0/address", "52:54:00:12:34:56\n");
+        sys.signals.borrow_mut().push_back(libc::SIGTERM);
+        run(&sys);
+        assert!(
+            sys.calls().iter().any(|c| c == "dhcp socket eth0"),
+            "{:#?}",
+            sys.calls()
+        );
+        assert!(!sys.logs().contains("cloud-config"), "{}", sys.logs());
     }
 
     #[test]

@@ -99,6 +99,7 @@ fn try_boot(sys: &dyn Sys) -> Result<io::Error, String> {
         ));
     }
     mount_root(sys, &cfg, &found)?;
+    crate::config::sources::carry_initrd_seed(sys, SYSROOT);
     switch(sys)
 }
 

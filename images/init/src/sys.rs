@@ -6,21 +6,27 @@
 //! `Syscall` idea. Non-goals: a general syscall wrapper; only what the init
 //! needs is here.
 
-// Raw syscalls (mount, finit_module, reboot, sigtimedwait, ioctl, mknod) have
-// no safe std equivalent; this is the only module allowed `unsafe`, and each
-// block only passes owned, NUL-terminated buffers or zeroed plain structs.
+// Raw syscalls (mount, finit_module, reboot, sigtimedwait, ioctl, mknod,
+// socket options, rtnetlink) have no safe std equivalent; this is the only
+// module allowed `unsafe`, and each block only passes owned, NUL-terminated
+// buffers or zeroed plain structs.
 #![allow(unsafe_code)]
 
 use std::ffi::{CStr, CString};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
+use std::net::{IpAddr, UdpSocket};
 use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::net::config::Cidr;
+use crate::net::dhcp::Transport;
+use crate::net::netlink;
 use crate::output;
 
 /// What `reboot(2)` should do at the end of shutdown.
@@ -117,6 +123,30 @@ pub trait Sys {
     fn sleep(&self, d: Duration);
     /// Stop for good (PID 1 must never exit); the real one never returns.
     fn halt(&self);
+
+    // net
+
+    /// Set link `ifname` up or down (SIOCSIFFLAGS).
+    fn link_set_up(&self, ifname: &str, up: bool) -> io::Result<()>;
+    /// Add (or replace) an IPv4 or IPv6 address on `ifname` (RTM_NEWADDR).
+    fn addr_add(&self, ifname: &str, addr: &Cidr) -> io::Result<()>;
+    /// Add a route to `to` out of `ifname`, through `via` or on-link
+    /// (RTM_NEWROUTE, main table); EEXIST if it is already there.
+    fn route_add(&self, ifname: &str, to: &Cidr, via: Option<IpAddr>) -> io::Result<()>;
+    /// A DHCP client socket on `ifname`: UDP 0.0.0.0:68 with
+    /// SO_BINDTODEVICE and SO_BROADCAST.
+    fn dhcp_transport(&self, ifname: &str) -> io::Result<Box<dyn Transport + '_>>;
+    // config (cloud-config `write_files`, `users`, `timezone`).
+
+    /// `chmod(2)`: set the permission bits (`0o7777` mask) of `path`.
+    fn chmod(&self, path: &str, mode: u32) -> io::Result<()>;
+    /// `chown(2)`, following symlinks.
+    fn chown(&self, path: &str, uid: u32, gid: u32) -> io::Result<()>;
+    /// Make `link` a symlink to `target`, replacing a non-directory already
+    /// at `link` (`ln -sf`).
+    fn symlink(&self, target: &str, link: &str) -> io::Result<()>;
+    /// Append `data` to `path`, creating it (mode 0644 before umask) if absent.
+    fn append_file(&self, path: &str, data: &[u8]) -> io::Result<()>;
 }
 
 /// The signals PID 1 handles; blocked and taken with `sigtimedwait`.
@@ -303,30 +333,7 @@ impl Sys for RealSys {
     }
 
     fn loopback_up(&self) -> io::Result<()> {
-        // SAFETY: plain socket call; the fd is closed below.
-        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: ifreq is a plain C struct; zero is a valid value. The name
-        // "lo" fits IFNAMSIZ with its NUL. `ifru_flags` is the union member
-        // SIOC[GS]IFFLAGS read and write (netdevice(7)).
-        let r = unsafe {
-            let mut req: libc::ifreq = std::mem::zeroed();
-            for (d, s) in req.ifr_name.iter_mut().zip(b"lo\0") {
-                *d = *s as libc::c_char;
-            }
-            let mut r = libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut req);
-            if r >= 0 {
-                req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
-                r = libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req);
-            }
-            r
-        };
-        let err = io::Error::last_os_error();
-        // SAFETY: fd is ours.
-        unsafe { libc::close(fd) };
-        if r < 0 { Err(err) } else { Ok(()) }
+        set_link_flags("lo", true)
     }
 
     fn finit_module(&self, path: &str, compressed: bool) -> io::Result<()> {
@@ -590,6 +597,190 @@ impl Sys for RealSys {
     fn halt(&self) {
         halt_forever();
     }
+
+    // net
+
+    fn link_set_up(&self, ifname: &str, up: bool) -> io::Result<()> {
+        set_link_flags(ifname, up)
+    }
+
+    fn addr_add(&self, ifname: &str, addr: &Cidr) -> io::Result<()> {
+        let index = if_index(ifname)?;
+        netlink_request(&netlink::new_addr(NL_SEQ, index, addr))
+    }
+
+    fn route_add(&self, ifname: &str, to: &Cidr, via: Option<IpAddr>) -> io::Result<()> {
+        let index = if_index(ifname)?;
+        netlink_request(&netlink::new_route(NL_SEQ, index, to, via.as_ref()))
+    }
+
+    fn dhcp_transport(&self, ifname: &str) -> io::Result<Box<dyn Transport + '_>> {
+        Ok(Box::new(dhcp_socket(ifname)?))
+    }
+
+    // config
+
+    fn chmod(&self, path: &str, mode: u32) -> io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))
+    }
+
+    fn chown(&self, path: &str, uid: u32, gid: u32) -> io::Result<()> {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+    }
+
+    fn symlink(&self, target: &str, link: &str) -> io::Result<()> {
+        match std::os::unix::fs::symlink(target, link) {
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                std::fs::remove_file(link)?;
+                std::os::unix::fs::symlink(target, link)
+            }
+            r => r,
+        }
+    }
+
+    fn append_file(&self, path: &str, data: &[u8]) -> io::Result<()> {
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?
+            .write_all(data)
+    }
+}
+
+fn socket(domain: libc::c_int, kind: libc::c_int, proto: libc::c_int) -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2); a non-negative result is a new fd we own.
+    let fd = unsafe { libc::socket(domain, kind | libc::SOCK_CLOEXEC, proto) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `struct ifreq` naming `ifname`; InvalidInput if it does not fit IFNAMSIZ.
+fn ifreq(ifname: &str) -> io::Result<libc::ifreq> {
+    if ifname.is_empty() || ifname.len() >= libc::IFNAMSIZ || ifname.contains('\0') {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("bad interface name {ifname:?}"),
+        ));
+    }
+    // SAFETY: ifreq is a plain C struct; zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(ifname.bytes()) {
+        *d = s as libc::c_char;
+    }
+    Ok(req)
+}
+
+/// SIOCGIFFLAGS, set or clear IFF_UP, SIOCSIFFLAGS (netdevice(7)).
+fn set_link_flags(ifname: &str, up: bool) -> io::Result<()> {
+    let mut req = ifreq(ifname)?;
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, 0)?;
+    let fd = sock.as_raw_fd();
+    // SAFETY: `req` is a valid ifreq naming the link; `ifru_flags` is the
+    // union member SIOC[GS]IFFLAGS read and write.
+    unsafe {
+        check(libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut req))?;
+        if up {
+            req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+        } else {
+            req.ifr_ifru.ifru_flags &= !(libc::IFF_UP as libc::c_short);
+        }
+        check(libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &req))
+    }
+}
+
+fn if_index(ifname: &str) -> io::Result<u32> {
+    let name = cstr(ifname)?;
+    // SAFETY: `name` is NUL-terminated.
+    let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if index == 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(index)
+}
+
+/// Sequence number of every request: one request per socket.
+const NL_SEQ: u32 = 1;
+
+/// Send one rtnetlink request (built with `NL_SEQ`) on a fresh socket and
+/// wait for the kernel's acknowledgement.
+fn netlink_request(msg: &[u8]) -> io::Result<()> {
+    let sock = socket(libc::AF_NETLINK, libc::SOCK_RAW, libc::NETLINK_ROUTE)?;
+    let fd = sock.as_raw_fd();
+    // SAFETY: sockaddr_nl is a plain struct; zero (pid 0: the kernel) is
+    // valid. `msg` is a live buffer of the given length.
+    let sent = unsafe {
+        let mut to: libc::sockaddr_nl = std::mem::zeroed();
+        to.nl_family = libc::AF_NETLINK as libc::sa_family_t;
+        libc::sendto(
+            fd,
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&to as *const libc::sockaddr_nl).cast(),
+            std::mem::size_of::<libc::sockaddr_nl>() as libc::socklen_t,
+        )
+    };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut buf = vec![0u8; 8192];
+    loop {
+        // SAFETY: `buf` is a live, writable buffer of its length.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if netlink::parse_ack(&buf[..n as usize], NL_SEQ)? {
+            return Ok(());
+        }
+    }
+}
+
+fn setsockopt(fd: libc::c_int, opt: libc::c_int, val: &[u8]) -> io::Result<()> {
+    // SAFETY: `val` is a live buffer of the given length.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            val.as_ptr().cast(),
+            val.len() as libc::socklen_t,
+        )
+    })
+}
+
+/// UDP 0.0.0.0:68 bound to `ifname`: broadcasts leave through that link
+/// with source 0.0.0.0, and broadcast replies arrive before it has an
+/// address. SO_REUSEADDR lets one socket per link share port 68.
+fn dhcp_socket(ifname: &str) -> io::Result<UdpSocket> {
+    ifreq(ifname)?;
+    let sock = socket(libc::AF_INET, libc::SOCK_DGRAM, libc::IPPROTO_UDP)?;
+    let fd = sock.as_raw_fd();
+    let one = 1i32.to_ne_bytes();
+    setsockopt(fd, libc::SO_REUSEADDR, &one)?;
+    setsockopt(fd, libc::SO_BROADCAST, &one)?;
+    setsockopt(fd, libc::SO_BINDTODEVICE, ifname.as_bytes())?;
+    // SAFETY: sockaddr_in is a plain struct; zero is INADDR_ANY.
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    sa.sin_family = libc::AF_INET as libc::sa_family_t;
+    sa.sin_port = 68u16.to_be();
+    // SAFETY: `sa` is a valid sockaddr_in of the given size.
+    check(unsafe {
+        libc::bind(
+            fd,
+            (&sa as *const libc::sockaddr_in).cast(),
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    })?;
+    Ok(UdpSocket::from(sock))
 }
 
 // include/uapi/linux/loop.h
@@ -701,6 +892,40 @@ mod tests {
         assert_eq!(sys.read_at(p, 50, 4).unwrap(), b"");
         assert_eq!(sys.file_size(p).unwrap(), 10);
         assert!(sys.read_at("/nonexistent/smelt-img", 0, 1).is_err());
+    }
+
+    #[test]
+    fn real_net_calls_refuse_bad_links() {
+        // Error paths only: nothing on this machine's network changes.
+        let sys = RealSys::new();
+        let long = "x".repeat(libc::IFNAMSIZ);
+        let e = sys.link_set_up(&long, true).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+        assert!(sys.dhcp_transport("").is_err());
+        let a = Cidr::parse("192.0.2.1/24").unwrap();
+        let e = sys.addr_add("smelt-none0", &a).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENODEV), "{e}");
+        assert!(sys.route_add("smelt-none0", &a, None).is_err());
+    }
+
+    #[test]
+    fn real_config_file_ops() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let d = tempfile::tempdir().unwrap();
+        let p = |n: &str| d.path().join(n).to_str().unwrap().to_string();
+        let sys = RealSys::new();
+        sys.append_file(&p("f"), b"a\n").unwrap();
+        sys.append_file(&p("f"), b"b\n").unwrap();
+        assert_eq!(std::fs::read(p("f")).unwrap(), b"a\nb\n");
+        sys.chmod(&p("f"), 0o600).unwrap();
+        let meta = std::fs::metadata(p("f")).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o7777, 0o600);
+        // To our own ids: works unprivileged too.
+        sys.chown(&p("f"), meta.uid(), meta.gid()).unwrap();
+        sys.symlink("/x", &p("l")).unwrap();
+        sys.symlink("/y", &p("l")).unwrap();
+        assert_eq!(std::fs::read_link(p("l")).unwrap(), Path::new("/y"));
+        assert!(sys.chmod(&p("missing"), 0o644).is_err());
     }
 
     #[test]

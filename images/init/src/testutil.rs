@@ -6,8 +6,11 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io;
+use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use crate::net::config::Cidr;
+use crate::net::dhcp::{self, MessageType, Transport};
 use crate::sys::{Action, Sys};
 
 /// Files to add: (path, contents).
@@ -43,6 +46,16 @@ pub struct FakeSys {
     pub loop_errors: BTreeMap<String, i32>,
     /// `loop_configure` fails with ENOTTY (a pre-5.8 kernel).
     pub no_loop_configure: bool,
+    /// Per link: the address its fake DHCP server offers (no entry: no
+    /// server answers).
+    pub dhcp_offers: BTreeMap<String, Ipv4Addr>,
+    /// errno of `addr_add`/`route_add` per link.
+    pub net_errors: BTreeMap<String, i32>,
+    // config
+    /// File systems whose `mount` fails (EINVAL), e.g. to test `auto`.
+    pub failing_fstypes: BTreeSet<String>,
+    /// Symlinks made: link -> target.
+    pub symlinks: RefCell<BTreeMap<String, String>>,
 }
 
 impl FakeSys {
@@ -111,6 +124,9 @@ impl Sys for FakeSys {
         ));
         if self.failing_mounts.contains(target) {
             return Err(io::Error::from_raw_os_error(libc::EPERM));
+        }
+        if self.failing_fstypes.contains(fstype) {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         Ok(())
     }
@@ -289,5 +305,163 @@ impl Sys for FakeSys {
     }
     fn halt(&self) {
         self.call("halt".into());
+    }
+
+    // net
+
+    fn link_set_up(&self, ifname: &str, up: bool) -> io::Result<()> {
+        self.call(format!("link {ifname} {}", if up { "up" } else { "down" }));
+        Ok(())
+    }
+    fn addr_add(&self, ifname: &str, addr: &Cidr) -> io::Result<()> {
+        self.call(format!("addr add {ifname} {addr}"));
+        match self.net_errors.get(ifname) {
+            Some(&e) => Err(io::Error::from_raw_os_error(e)),
+            None => Ok(()),
+        }
+    }
+    fn route_add(&self, ifname: &str, to: &Cidr, via: Option<IpAddr>) -> io::Result<()> {
+        let via = via.map(|v| format!(" via {v}")).unwrap_or_default();
+        self.call(format!("route add {ifname} {to}{via}"));
+        match self.net_errors.get(ifname) {
+            Some(&e) => Err(io::Error::from_raw_os_error(e)),
+            None => Ok(()),
+        }
+    }
+    fn dhcp_transport(&self, ifname: &str) -> io::Result<Box<dyn Transport + '_>> {
+        self.call(format!("dhcp socket {ifname}"));
+        let mut server = FakeDhcp::new(&self.clock, self.dhcp_offers.get(ifname).copied());
+        server.name = ifname.to_string();
+        server.calls = Some(&self.calls);
+        Ok(Box::new(server))
+    }
+    // config
+
+    fn chmod(&self, path: &str, mode: u32) -> io::Result<()> {
+        self.call(format!("chmod {path} {mode:o}"));
+        if self.exists(path) {
+            Ok(())
+        } else {
+            Err(enoent(path))
+        }
+    }
+    fn chown(&self, path: &str, uid: u32, gid: u32) -> io::Result<()> {
+        self.call(format!("chown {path} {uid}:{gid}"));
+        if self.exists(path) {
+            Ok(())
+        } else {
+            Err(enoent(path))
+        }
+    }
+    fn symlink(&self, target: &str, link: &str) -> io::Result<()> {
+        self.call(format!("symlink {target} {link}"));
+        self.files.borrow_mut().remove(link);
+        self.symlinks
+            .borrow_mut()
+            .insert(link.to_string(), target.to_string());
+        Ok(())
+    }
+    fn append_file(&self, path: &str, data: &[u8]) -> io::Result<()> {
+        self.call(format!("append {path} {}", String::from_utf8_lossy(data)));
+        self.files
+            .borrow_mut()
+            .entry(path.to_string())
+            .or_default()
+            .extend_from_slice(data);
+        Ok(())
+    }
+}
+
+/// The DHCP server a fake transport talks to: it answers DISCOVER with an
+/// OFFER of `offer` and REQUEST with an ACK, after ignoring `drop` client
+/// packets; a receive with nothing queued waits out its timeout on `clock`.
+pub struct FakeDhcp<'a> {
+    pub clock: &'a Cell<Duration>,
+    pub offer: Option<Ipv4Addr>,
+    pub drop: usize,
+    /// Answer REQUESTs with a NAK this many times.
+    pub naks: usize,
+    /// Extra replies delivered first (foreign or broken packets).
+    pub queue: VecDeque<Vec<u8>>,
+    /// Message types the client sent, in order.
+    pub seen: Vec<MessageType>,
+    pub name: String,
+    pub calls: Option<&'a RefCell<Vec<String>>>,
+}
+
+impl<'a> FakeDhcp<'a> {
+    pub fn new(clock: &'a Cell<Duration>, offer: Option<Ipv4Addr>) -> FakeDhcp<'a> {
+        FakeDhcp {
+            clock,
+            offer,
+            drop: 0,
+            naks: 0,
+            queue: VecDeque::new(),
+            seen: Vec::new(),
+            name: String::new(),
+            calls: None,
+        }
+    }
+}
+
+/// A server reply as a real server lays it out: /24, router and server
+/// 10.0.2.2, DNS 10.0.2.3, domain `example.test`, one hour.
+pub fn server_reply(kind: MessageType, xid: u32, mac: [u8; 6], yiaddr: Ipv4Addr) -> Vec<u8> {
+    let mut p = vec![0u8; 236];
+    p[0] = 2;
+    p[1] = 1;
+    p[2] = 6;
+    p[4..8].copy_from_slice(&xid.to_be_bytes());
+    p[16..20].copy_from_slice(&yiaddr.octets());
+    p[28..34].copy_from_slice(&mac);
+    p.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind as u8]);
+    p.extend_from_slice(&[54, 4, 10, 0, 2, 2, 51, 4, 0, 0, 0x0e, 0x10]);
+    p.extend_from_slice(&[1, 4, 255, 255, 255, 0, 3, 4, 10, 0, 2, 2]);
+    p.extend_from_slice(&[6, 4, 10, 0, 2, 3, 15, 12]);
+    p.extend_from_slice(b"example.test");
+    p.push(255);
+    p
+}
+
+impl Transport for FakeDhcp<'_> {
+    fn send(&mut self, pkt: &[u8]) -> io::Result<()> {
+        // The client's own encoding, read back with the reply decoder's
+        // option walk: flip op to BOOTREPLY for it.
+        let mut copy = pkt.to_vec();
+        copy[0] = 2;
+        let req = dhcp::decode(&copy).map_err(io::Error::other)?;
+        self.seen.push(req.kind);
+        if let Some(calls) = self.calls {
+            calls
+                .borrow_mut()
+                .push(format!("dhcp {} {:?}", self.name, req.kind));
+        }
+        if self.drop > 0 {
+            self.drop -= 1;
+            return Ok(());
+        }
+        let Some(offer) = self.offer else {
+            return Ok(());
+        };
+        let kind = match req.kind {
+            MessageType::Discover => MessageType::Offer,
+            MessageType::Request if self.naks > 0 => {
+                self.naks -= 1;
+                MessageType::Nak
+            }
+            MessageType::Request => MessageType::Ack,
+            _ => return Ok(()),
+        };
+        self.queue
+            .push_back(server_reply(kind, req.xid, req.chaddr, offer));
+        Ok(())
+    }
+
+    fn recv(&mut self, timeout: Duration) -> io::Result<Option<Vec<u8>>> {
+        if let Some(p) = self.queue.pop_front() {
+            return Ok(Some(p));
+        }
+        self.clock.set(self.clock.get() + timeout);
+        Ok(None)
     }
 }

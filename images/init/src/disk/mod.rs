@@ -1,0 +1,2 @@
+//! Reading disks: file systems the init reads itself.
+pub mod fat;
