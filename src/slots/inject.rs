@@ -79,6 +79,49 @@ enum Opened {
     Initrd(ConfigInitrd),
 }
 
+impl Shown {
+    /// A human-readable report: the artifact, the slot, the state, then
+    /// each file with its size and, when it is text, its contents.
+    pub fn lines(&self) -> Vec<String> {
+        let mut out = vec![format!("artifact: {}", self.kind)];
+        if let Some(e) = &self.slot {
+            let r = e.region;
+            out.push(format!(
+                "slot: {} at bytes {}..{} ({} MiB), volume id {:08X}",
+                e.kind,
+                r.offset,
+                r.offset + r.length,
+                r.length >> 20,
+                e.volume_id
+            ));
+        }
+        let config = match &self.state {
+            SlotState::Unset => {
+                out.push("state: no config (boot sector not valid: an interrupted inject)".into());
+                return out;
+            }
+            SlotState::Invalid(why) => {
+                out.push(format!("state: INVALID: {why}"));
+                return out;
+            }
+            SlotState::Pristine => {
+                out.push("state: pristine (empty meta-data and user-data)".into());
+                return out;
+            }
+            SlotState::Valid(c) => c,
+        };
+        out.push("state: config".into());
+        for (path, data) in config.all_files() {
+            out.push(format!("==> {} ({} bytes) <==", path.display(), data.len()));
+            match std::str::from_utf8(data) {
+                Ok(text) => out.extend(text.lines().map(String::from)),
+                Err(_) => out.push("(binary)".into()),
+            }
+        }
+        out
+    }
+}
+
 /// What [`show`] found.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shown {

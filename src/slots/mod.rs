@@ -135,6 +135,58 @@ impl Config {
     }
 }
 
+/// Host files a seed is read from (`smelt inject`'s options).
+#[derive(Clone, Debug, Default)]
+pub struct Sources {
+    pub user_data: Option<PathBuf>,
+    pub meta_data: Option<PathBuf>,
+    pub network_config: Option<PathBuf>,
+    /// (path in the seed, host file).
+    pub files: Vec<(PathBuf, PathBuf)>,
+}
+
+/// Largest host file read into a seed: the largest slot.
+const MAX_SOURCE: u64 = index::MAX_SLOT;
+
+impl Sources {
+    pub fn is_empty(&self) -> bool {
+        self.user_data.is_none()
+            && self.meta_data.is_none()
+            && self.network_config.is_none()
+            && self.files.is_empty()
+    }
+
+    /// Reads the files; unset meta-data and user-data are empty.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        use anyhow::Context;
+        let read = |p: &Path| -> anyhow::Result<Vec<u8>> {
+            let f = std::fs::File::open(p).with_context(|| format!("reading {}", p.display()))?;
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::Read::take(f, MAX_SOURCE + 1), &mut data)
+                .with_context(|| format!("reading {}", p.display()))?;
+            if data.len() as u64 > MAX_SOURCE {
+                anyhow::bail!("{} is larger than the largest slot (256 MiB)", p.display());
+            }
+            Ok(data)
+        };
+        let opt = |p: &Option<PathBuf>| p.as_deref().map(read).transpose();
+        let mut files = BTreeMap::new();
+        for (path, src) in &self.files {
+            if files.insert(path.clone(), read(src)?).is_some() {
+                anyhow::bail!("--file {} given twice", path.display());
+            }
+        }
+        let config = Config {
+            meta_data: opt(&self.meta_data)?.unwrap_or_default(),
+            user_data: opt(&self.user_data)?.unwrap_or_default(),
+            network_config: opt(&self.network_config)?,
+            files,
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
 /// `text` must be a YAML document whose top level is a mapping (or empty).
 fn check_yaml(file: &'static str, text: &[u8], mapping: bool) -> Result<(), ConfigError> {
     let s = std::str::from_utf8(text).map_err(|e| ConfigError::NotUtf8 {
