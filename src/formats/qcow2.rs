@@ -966,7 +966,7 @@ mod tests {
         let e = m.host_offset(&mut f, 9 * MIB).unwrap_err().to_string();
         assert!(e.contains("past the end"), "{e}");
         let bad = Qcow2Options {
-            keep_allocated: vec![0..9 * MIB],
+            keep_allocated: vec![0..MIB, 0..9 * MIB],
         };
         let e = write_qcow2_with(&mut Cursor::new(&raw), 8 * MIB, &bad, &mut Vec::new());
         assert!(matches!(e, Err(Qcow2Error::KeepOutside { .. })));

@@ -96,11 +96,11 @@ impl Config {
             if first.trim_ascii_end() != CLOUD_CONFIG.as_bytes() {
                 return Err(ConfigError::NotCloudConfig);
             }
-            check_yaml(USER_DATA, &self.user_data, true)?;
+            check_yaml(USER_DATA, &self.user_data)?;
         }
-        check_yaml(META_DATA, &self.meta_data, true)?;
+        check_yaml(META_DATA, &self.meta_data)?;
         if let Some(n) = &self.network_config {
-            check_yaml(NETWORK_CONFIG, n, true)?;
+            check_yaml(NETWORK_CONFIG, n)?;
         }
         for p in self.files.keys() {
             check_path(p)?;
@@ -188,31 +188,28 @@ impl Sources {
 }
 
 /// `text` must be a YAML document whose top level is a mapping (or empty).
-fn check_yaml(file: &'static str, text: &[u8], mapping: bool) -> Result<(), ConfigError> {
+fn check_yaml(file: &'static str, text: &[u8]) -> Result<(), ConfigError> {
     let s = std::str::from_utf8(text).map_err(|e| ConfigError::NotUtf8 {
         file,
         offset: e.valid_up_to(),
     })?;
-    let r = if mapping {
-        serde_saphyr::from_str::<Option<BTreeMap<String, IgnoredAny>>>(s).map(drop)
-    } else {
-        serde_saphyr::from_str::<IgnoredAny>(s).map(drop)
-    };
-    r.map_err(|e| {
-        let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
-        let text = e.without_snippet().to_string();
-        let first = text.lines().next().unwrap_or_default();
-        let message = match first.rfind(" at line ") {
-            Some(i) => &first[..i],
-            None => first,
-        };
-        ConfigError::Yaml {
-            file,
-            line,
-            column,
-            message: message.replace('`', "\""),
-        }
-    })
+    serde_saphyr::from_str::<Option<BTreeMap<String, IgnoredAny>>>(s)
+        .map(drop)
+        .map_err(|e| {
+            let (line, column) = e.location().map_or((0, 0), |l| (l.line(), l.column()));
+            let text = e.without_snippet().to_string();
+            let first = text.lines().next().unwrap_or_default();
+            let message = match first.rfind(" at line ") {
+                Some(i) => &first[..i],
+                None => first,
+            };
+            ConfigError::Yaml {
+                file,
+                line,
+                column,
+                message: message.replace('`', "\""),
+            }
+        })
 }
 
 /// An extra file's path: relative, normal components, not a seed file.

@@ -142,7 +142,7 @@ impl<'a> FatVolume<'a> {
             return Err(bad(16, format!("{num_fats} FATs")));
         }
         let root_entries = b.u16(17, "BPB_RootEntCnt")?;
-        if root_entries == 0 || u32::from(root_entries) * DIR_ENTRY % SECTOR != 0 {
+        if root_entries == 0 || !(u32::from(root_entries) * DIR_ENTRY).is_multiple_of(SECTOR) {
             return Err(bad(
                 17,
                 format!("{root_entries} root entries (FAT32 is not read)"),
@@ -395,7 +395,11 @@ fn decode(kind: FatType, fat: &[u8], n: u32) -> u32 {
         FatType::Fat12 => {
             let o = n + n / 2;
             let v = u32::from(u16::from_le_bytes([fat[o], fat[o + 1]]));
-            if n % 2 == 0 { v & 0xFFF } else { v >> 4 }
+            if n.is_multiple_of(2) {
+                v & 0xFFF
+            } else {
+                v >> 4
+            }
         }
         _ => u32::from(u16::from_le_bytes([fat[2 * n], fat[2 * n + 1]])),
     }
