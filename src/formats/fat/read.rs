@@ -118,51 +118,15 @@ impl<'a> FatVolume<'a> {
     /// Parses and checks the boot sector and the FATs (fatgen103 §3.1-§3.5).
     pub fn parse(bytes: &'a [u8]) -> Result<FatVolume<'a>, FatReadError> {
         let b = Bytes(bytes);
-        let sig = b.slice(510, 2, "boot signature")?;
-        if sig != [0x55, 0xAA] {
-            return Err(bad(510, format!("boot signature {sig:02x?}, not 55 aa")));
-        }
-        let bps = b.u16(11, "BPB_BytsPerSec")?;
-        if u32::from(bps) != SECTOR {
-            return Err(bad(
-                11,
-                format!("{bps} bytes per sector (only 512 is read)"),
-            ));
-        }
-        let spc = b.u8(13, "BPB_SecPerClus")?;
-        if !spc.is_power_of_two() {
-            return Err(bad(13, format!("{spc} sectors per cluster")));
-        }
-        let reserved = b.u16(14, "BPB_RsvdSecCnt")?;
-        if reserved == 0 {
-            return Err(bad(14, "no reserved sectors"));
-        }
-        let num_fats = b.u8(16, "BPB_NumFATs")?;
-        if !(1..=2).contains(&num_fats) {
-            return Err(bad(16, format!("{num_fats} FATs")));
-        }
-        let root_entries = b.u16(17, "BPB_RootEntCnt")?;
-        if root_entries == 0 || !(u32::from(root_entries) * DIR_ENTRY).is_multiple_of(SECTOR) {
-            return Err(bad(
-                17,
-                format!("{root_entries} root entries (FAT32 is not read)"),
-            ));
-        }
-        let total = match b.u16(19, "BPB_TotSec16")? {
-            0 => b.u32(32, "BPB_TotSec32")?,
-            n => u32::from(n),
-        };
+        let Bpb {
+            spc,
+            reserved,
+            num_fats,
+            root_entries,
+            total,
+            fat_sectors,
+        } = Bpb::parse(&b)?;
         let size = u64::from(total) * u64::from(SECTOR);
-        if size > bytes.len() as u64 {
-            return Err(bad(
-                19,
-                format!("{total} sectors, more than the {} bytes given", bytes.len()),
-            ));
-        }
-        let fat_sectors = b.u16(22, "BPB_FATSz16")?;
-        if fat_sectors == 0 {
-            return Err(bad(22, "BPB_FATSz16 is 0 (FAT32 is not read)"));
-        }
         let root_sectors = u32::from(root_entries) * DIR_ENTRY / SECTOR;
         let meta =
             u32::from(reserved) + u32::from(num_fats) * u32::from(fat_sectors) + root_sectors;
@@ -187,14 +151,7 @@ impl<'a> FatVolume<'a> {
             ));
         }
         let fat_offset = u64::from(reserved) * u64::from(SECTOR);
-        let first = b.slice(fat_offset, fat_bytes, "FAT")?;
-        for n in 1..u64::from(num_fats) {
-            let copy = b.slice(fat_offset + n * fat_bytes, fat_bytes, "FAT copy")?;
-            if let Some(i) = first.iter().zip(copy).position(|(x, y)| x != y) {
-                let at = fat_offset + n * fat_bytes + i as u64;
-                return Err(bad(at, format!("FAT copy {n} differs from the first FAT")));
-            }
-        }
+        let first = fat_copies(&b, fat_offset, fat_bytes, num_fats)?;
         let fat = (0..clusters + 2).map(|n| decode(kind, first, n)).collect();
         let (volume_id, label) = if b.u8(38, "BS_BootSig")? == 0x29 {
             let mut l = [0u8; 11];
@@ -386,6 +343,91 @@ impl<'a> FatVolume<'a> {
         data.truncate(size as usize);
         Ok(data)
     }
+}
+
+/// The BIOS Parameter Block fields the reader uses (fatgen103 §3.1).
+struct Bpb {
+    spc: u8,
+    reserved: u16,
+    num_fats: u8,
+    root_entries: u16,
+    total: u32,
+    fat_sectors: u16,
+}
+
+impl Bpb {
+    fn parse(b: &Bytes<'_>) -> Result<Bpb, FatReadError> {
+        let sig = b.slice(510, 2, "boot signature")?;
+        if sig != [0x55, 0xAA] {
+            return Err(bad(510, format!("boot signature {sig:02x?}, not 55 aa")));
+        }
+        let bps = b.u16(11, "BPB_BytsPerSec")?;
+        if u32::from(bps) != SECTOR {
+            return Err(bad(
+                11,
+                format!("{bps} bytes per sector (only 512 is read)"),
+            ));
+        }
+        let spc = b.u8(13, "BPB_SecPerClus")?;
+        if !spc.is_power_of_two() {
+            return Err(bad(13, format!("{spc} sectors per cluster")));
+        }
+        let reserved = b.u16(14, "BPB_RsvdSecCnt")?;
+        if reserved == 0 {
+            return Err(bad(14, "no reserved sectors"));
+        }
+        let num_fats = b.u8(16, "BPB_NumFATs")?;
+        if !(1..=2).contains(&num_fats) {
+            return Err(bad(16, format!("{num_fats} FATs")));
+        }
+        let root_entries = b.u16(17, "BPB_RootEntCnt")?;
+        if root_entries == 0 || !(u32::from(root_entries) * DIR_ENTRY).is_multiple_of(SECTOR) {
+            return Err(bad(
+                17,
+                format!("{root_entries} root entries (FAT32 is not read)"),
+            ));
+        }
+        let total = match b.u16(19, "BPB_TotSec16")? {
+            0 => b.u32(32, "BPB_TotSec32")?,
+            n => u32::from(n),
+        };
+        if u64::from(total) * u64::from(SECTOR) > b.0.len() as u64 {
+            return Err(bad(
+                19,
+                format!("{total} sectors, more than the {} bytes given", b.0.len()),
+            ));
+        }
+        let fat_sectors = b.u16(22, "BPB_FATSz16")?;
+        if fat_sectors == 0 {
+            return Err(bad(22, "BPB_FATSz16 is 0 (FAT32 is not read)"));
+        }
+        Ok(Bpb {
+            spc,
+            reserved,
+            num_fats,
+            root_entries,
+            total,
+            fat_sectors,
+        })
+    }
+}
+
+/// The first FAT, after checking every copy is identical to it.
+fn fat_copies<'a>(
+    b: &Bytes<'a>,
+    fat_offset: u64,
+    fat_bytes: u64,
+    num_fats: u8,
+) -> Result<&'a [u8], FatReadError> {
+    let first = b.slice(fat_offset, fat_bytes, "FAT")?;
+    for n in 1..u64::from(num_fats) {
+        let copy = b.slice(fat_offset + n * fat_bytes, fat_bytes, "FAT copy")?;
+        if let Some(i) = first.iter().zip(copy).position(|(x, y)| x != y) {
+            let at = fat_offset + n * fat_bytes + i as u64;
+            return Err(bad(at, format!("FAT copy {n} differs from the first FAT")));
+        }
+    }
+    Ok(first)
 }
 
 /// FAT entry `n` from the FAT's bytes (fatgen103 §4).
