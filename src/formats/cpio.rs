@@ -539,4 +539,25 @@ mod tests {
                 .contains("data after the trailer")
         );
     }
+
+    #[test]
+    fn reader_survives_random_damage() {
+        let mut a = Vec::new();
+        write_newc(&sample_tree(), &mut a, &CpioOptions::default()).unwrap();
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let mut b = a.clone();
+            let at = (next() % b.len() as u64) as usize;
+            b[at] = next() as u8;
+            let cut = (next() % (b.len() as u64 + 1)) as usize;
+            let _ = read_newc(&b);
+            let _ = read_newc(&b[..cut]);
+        }
+    }
 }

@@ -92,6 +92,18 @@ impl SlotEntry {
     }
 }
 
+/// A FAT volume id derived from `seed` (say the build's root digest and
+/// the artifact name): it changes with the build, never between identical
+/// builds. The first four bytes of sha256("smelt CIDATA\0" || seed).
+pub fn volume_id(seed: &[u8]) -> u32 {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"smelt CIDATA\0");
+    h.update(seed);
+    let d = h.finalize();
+    u32::from_le_bytes([d[0], d[1], d[2], d[3]])
+}
+
 /// The index: 1 to [`MAX_ENTRIES`] slots.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotIndex {
@@ -274,6 +286,12 @@ mod tests {
             b[CRC_AT..].copy_from_slice(&c.to_le_bytes());
         }
         SlotIndex::parse(&b)
+    }
+
+    #[test]
+    fn volume_id_is_derived() {
+        assert_eq!(volume_id(b"a"), volume_id(b"a"));
+        assert_ne!(volume_id(b"a"), volume_id(b"b"));
     }
 
     #[test]
