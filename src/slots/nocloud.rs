@@ -24,6 +24,10 @@ use super::index::SlotEntry;
 
 /// The volume label (cloud-init's NoCloud looks for `cidata`/`CIDATA`).
 pub const LABEL: &str = "CIDATA";
+/// The name of the GPT partition covering the slot (contract.md).
+pub const PARTITION_NAME: &str = "CIDATA";
+/// Its type: Microsoft basic data, what a FAT data partition carries.
+pub const PARTITION_TYPE: &str = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7";
 
 /// Errors building a slot.
 #[derive(Debug, thiserror::Error)]
@@ -96,16 +100,39 @@ pub fn pristine(length: u64, volume_id: u32, mtime: i64) -> Result<Vec<u8>, Slot
     build_fat(&Config::pristine(), length, volume_id, mtime)
 }
 
+/// [`pristine`] streamed to `out` (no slot-sized buffer: for writers that
+/// stream the whole disk). Writes exactly `length` bytes.
+pub fn write_pristine(
+    length: u64,
+    volume_id: u32,
+    mtime: i64,
+    out: &mut impl std::io::Write,
+) -> Result<(), SlotError> {
+    write_slot(&Config::pristine(), length, volume_id, mtime, out)
+}
+
 fn build_fat(
     config: &Config,
     length: u64,
     volume_id: u32,
     mtime: i64,
 ) -> Result<Vec<u8>, SlotError> {
-    let tree = config_tree(config, mtime);
     let mut out = Vec::with_capacity(length as usize);
-    match write_fat(&tree, &fat_options(length, volume_id, mtime), &mut out) {
-        Ok(_) => {}
+    write_slot(config, length, volume_id, mtime, &mut out)?;
+    debug_assert_eq!(out.len() as u64, length);
+    Ok(out)
+}
+
+fn write_slot(
+    config: &Config,
+    length: u64,
+    volume_id: u32,
+    mtime: i64,
+    out: &mut impl std::io::Write,
+) -> Result<(), SlotError> {
+    let tree = config_tree(config, mtime);
+    match write_fat(&tree, &fat_options(length, volume_id, mtime), out) {
+        Ok(_) => Ok(()),
         Err(FatError::DoesNotFit {
             need,
             have,
@@ -114,16 +141,14 @@ fn build_fat(
         }) => {
             let over = (need - u64::from(have)) * u64::from(cluster_size);
             let suggest = (length + over).div_ceil(super::index::MIB) + 1;
-            return Err(SlotError::TooLarge {
+            Err(SlotError::TooLarge {
                 over,
                 length,
                 suggest,
-            });
+            })
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e.into()),
     }
-    debug_assert_eq!(out.len() as u64, length);
-    Ok(out)
 }
 
 /// The seed a slot holds.
@@ -196,6 +221,9 @@ mod tests {
         assert_ne!(a, pristine(4 * MIB, 2, 0).unwrap());
         assert_eq!(slot_state(&a), SlotState::Pristine);
         assert_eq!(&a[43..54], b"CIDATA     ");
+        let mut streamed = Vec::new();
+        write_pristine(4 * MIB, 1, 0, &mut streamed).unwrap();
+        assert_eq!(streamed, a);
     }
 
     #[test]
