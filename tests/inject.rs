@@ -174,6 +174,11 @@ fn raw_inject_show_clear_with_tools() {
         show.contains("==> scripts/setup.sh (21 bytes) <=="),
         "{show}"
     );
+    let json = run(smelt().args(["--json", "inject"]).arg(&disk).arg("--show"));
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["state"], "config", "{json}");
+    assert_eq!(json["files"]["user-data"], USER_DATA, "{json}");
+    assert_eq!(json["slot"]["offset"], SLOT_AT, "{json}");
 
     run(smelt().arg("inject").arg(&disk).arg("--clear"));
     assert_eq!(

@@ -42,8 +42,9 @@ pub struct InjectArgs {
 pub fn run(g: &GlobalArgs, a: InjectArgs) -> anyhow::Result<ExitCode> {
     if a.show {
         let shown = inject::show(&a.artifact)?;
-        for line in shown.lines() {
-            outln!("{line}");
+        match g.json {
+            true => outln!("{}", serde_json::to_string_pretty(&shown.to_json())?),
+            false => shown.lines().iter().for_each(|l| outln!("{l}")),
         }
         return Ok(ExitCode::SUCCESS);
     }

@@ -80,6 +80,36 @@ enum Opened {
 }
 
 impl Shown {
+    /// `{"kind", "slot": {offset, length, volume_id, mtime} | null,
+    /// "state": "unset" | "pristine" | "config" | "invalid", "error",
+    /// "files": {path: text, or {"bytes": n} when not UTF-8}}`.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::json;
+        let slot = self.slot.as_ref().map(|e| {
+            json!({"offset": e.region.offset, "length": e.region.length,
+                   "volume_id": e.volume_id, "mtime": e.mtime})
+        });
+        let (state, error, config) = match &self.state {
+            SlotState::Unset => ("unset", None, None),
+            SlotState::Pristine => ("pristine", None, Some(Config::pristine())),
+            SlotState::Valid(c) => ("config", None, Some(c.clone())),
+            SlotState::Invalid(why) => ("invalid", Some(why.clone()), None),
+        };
+        let files: serde_json::Map<String, serde_json::Value> = config
+            .iter()
+            .flat_map(|c| c.all_files())
+            .map(|(p, d)| {
+                let v = match std::str::from_utf8(d) {
+                    Ok(t) => json!(t),
+                    Err(_) => json!({"bytes": d.len()}),
+                };
+                (p.display().to_string(), v)
+            })
+            .collect();
+        json!({"kind": self.kind.to_string(), "slot": slot, "state": state,
+               "error": error, "files": files})
+    }
+
     /// A human-readable report: the artifact, the slot, the state, then
     /// each file with its size and, when it is text, its contents.
     pub fn lines(&self) -> Vec<String> {
