@@ -161,8 +161,8 @@ pub struct Shown {
     pub state: SlotState,
 }
 
-/// Recognises `path` (see the module doc).
-fn open(path: &Path, file: &mut File) -> anyhow::Result<Opened> {
+/// Recognises the artifact in `file` (see the module doc).
+fn open(file: &mut File) -> anyhow::Result<Opened> {
     let len = file.metadata()?.len();
     let mut head = [0u8; 8];
     let n = file.read_at(&mut head, 0)?;
@@ -182,8 +182,7 @@ fn open(path: &Path, file: &mut File) -> anyhow::Result<Opened> {
         .map_err(|_| anyhow::anyhow!("not an artifact smelt wrote: {len} bytes, too short for a slot index at byte {INDEX_OFFSET}"))?;
     let index = SlotIndex::parse(&raw).with_context(|| {
         format!(
-            "not an artifact smelt wrote with a config slot (not a qcow2 or config initrd either); {} at byte {INDEX_OFFSET}",
-            path.display()
+            "not an artifact smelt wrote with a config slot (nor a qcow2 or config initrd); at byte {INDEX_OFFSET}"
         )
     })?;
     let entry = nocloud_entry(&index)?;
@@ -284,7 +283,7 @@ fn write_slot(
 /// What the slot holds now.
 pub fn show(path: &Path) -> anyhow::Result<Shown> {
     let mut file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let shown = match open(path, &mut file).with_context(|| path.display().to_string())? {
+    let shown = match open(&mut file).with_context(|| path.display().to_string())? {
         Opened::Disk {
             kind,
             entry,
@@ -333,7 +332,7 @@ pub fn inject(path: &Path, config: &Config, mode: Mode) -> anyhow::Result<Inject
         rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
             .with_context(|| format!("{} is being injected by another process", path.display()))?;
     }
-    let opened = open(path, &mut file).with_context(|| path.display().to_string())?;
+    let opened = open(&mut file).with_context(|| path.display().to_string())?;
     let (kind, entry, extents, new) = match opened {
         Opened::Initrd(old) => {
             let bytes = initrd::build(config, old.epoch)?;
