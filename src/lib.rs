@@ -15,5 +15,6 @@ pub mod lock;
 pub mod oci;
 pub mod progress;
 pub mod run;
+pub mod slots;
 pub mod spec;
 pub mod tree;

@@ -15,6 +15,7 @@ macro_rules! outln {
 
 mod build;
 mod image;
+mod inject;
 mod kernel;
 mod run;
 mod validate;
@@ -62,6 +63,8 @@ pub enum Command {
     /// Check a kernel for the options smelt's outputs need
     #[command(subcommand)]
     Kernel(kernel::KernelCommand),
+    /// Put a cloud-init seed (user-data, meta-data, ...) into a built artifact
+    Inject(inject::InjectArgs),
 }
 
 pub fn init_logging(g: &GlobalArgs) {
@@ -90,6 +93,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Image(c) => image::run(g, c),
         Command::Run(a) => run::run(g, a),
         Command::Kernel(c) => kernel::run(g, c),
+        Command::Inject(a) => inject::run(g, a),
     }
 }
 

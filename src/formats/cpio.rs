@@ -234,6 +234,119 @@ fn pad(len: u64, out: &mut impl Write) -> std::io::Result<()> {
     out.write_all(&[0u8; 4][..n])
 }
 
+/// One entry of a newc archive, as [`read_newc`] returns it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CpioEntry {
+    pub name: String,
+    /// File type and permission bits (`S_IFREG | 0644`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: u32,
+    pub data: Vec<u8>,
+}
+
+impl CpioEntry {
+    pub fn is_dir(&self) -> bool {
+        self.mode & 0o170000 == S_IFDIR
+    }
+    pub fn is_file(&self) -> bool {
+        self.mode & 0o170000 == S_IFREG
+    }
+}
+
+/// Errors from [`read_newc`], naming the byte offset in the archive.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CpioReadError {
+    #[error(
+        "cpio archive is truncated: {what} at byte {offset} needs {need} bytes, archive has {len}"
+    )]
+    Truncated {
+        what: &'static str,
+        offset: u64,
+        need: u64,
+        len: u64,
+    },
+    #[error("bad cpio archive at byte {offset}: {what}")]
+    Bad { offset: u64, what: String },
+}
+
+/// Reads a whole uncompressed newc archive (magic `070701`) up to its
+/// `TRAILER!!!`, which must end it but for zero padding. A reader for the
+/// small archives smelt recognises (the config initrd); it holds every
+/// entry's data in memory. Hardlink sets are returned as written.
+pub fn read_newc(bytes: &[u8]) -> Result<Vec<CpioEntry>, CpioReadError> {
+    let take = |offset: usize, need: usize, what| {
+        bytes
+            .get(offset..offset.saturating_add(need))
+            .ok_or(CpioReadError::Truncated {
+                what,
+                offset: offset as u64,
+                need: need as u64,
+                len: bytes.len() as u64,
+            })
+    };
+    let bad = |offset: usize, what: String| CpioReadError::Bad {
+        offset: offset as u64,
+        what,
+    };
+    let mut out = Vec::new();
+    let mut at = 0usize;
+    loop {
+        let h = take(at, HEADER_LEN, "header")?;
+        if &h[..6] != MAGIC {
+            return Err(bad(
+                at,
+                format!(
+                    "magic {:?}, not \"070701\"",
+                    String::from_utf8_lossy(&h[..6])
+                ),
+            ));
+        }
+        let mut f = [0u32; 13];
+        for (i, v) in f.iter_mut().enumerate() {
+            let o = 6 + 8 * i;
+            let text = std::str::from_utf8(&h[o..o + 8]).ok();
+            *v = text
+                .and_then(|t| u32::from_str_radix(t, 16).ok())
+                .ok_or_else(|| bad(at + o, "header field is not 8 hex digits".into()))?;
+        }
+        let (mode, uid, gid, mtime, filesize, namesize) = (f[1], f[2], f[3], f[5], f[6], f[11]);
+        let name_at = at + HEADER_LEN;
+        if namesize == 0 || namesize as usize > MAX_NAME {
+            return Err(bad(at + 94, format!("name size {namesize}")));
+        }
+        let name = take(name_at, namesize as usize, "name")?;
+        let (last, name) = name.split_last().unwrap_or((&1, &[]));
+        if *last != 0 || name.contains(&0) {
+            return Err(bad(name_at, "name is not NUL-terminated".into()));
+        }
+        let name = std::str::from_utf8(name)
+            .map_err(|_| bad(name_at, "name is not UTF-8".into()))?
+            .to_string();
+        let data_at = (name_at + namesize as usize).next_multiple_of(4);
+        let data = take(data_at, filesize as usize, "data")?.to_vec();
+        at = (data_at + filesize as usize).next_multiple_of(4);
+        if name == TRAILER {
+            if let Some(i) = bytes
+                .get(at.min(bytes.len())..)
+                .and_then(|t| t.iter().position(|&b| b != 0))
+            {
+                return Err(bad(at + i, "data after the trailer".into()));
+            }
+            return Ok(out);
+        }
+        out.push(CpioEntry {
+            name,
+            mode,
+            uid,
+            gid,
+            mtime,
+            data,
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
@@ -389,5 +502,62 @@ mod tests {
         tree.set_mtime_all(-1);
         let err = write_newc(&tree, std::io::sink(), &CpioOptions::default()).unwrap_err();
         assert!(err.to_string().contains("mtime -1"), "{err}");
+    }
+
+    #[test]
+    fn reader_reads_what_we_wrote_and_names_bad_bytes() {
+        let mut a = Vec::new();
+        write_newc(&sample_tree(), &mut a, &CpioOptions::default()).unwrap();
+        let entries = read_newc(&a).unwrap();
+        assert_eq!(entries[0].name, ".");
+        assert!(entries[0].is_dir());
+        let su = entries.iter().find(|e| e.name == "bin/su").unwrap();
+        assert!(su.is_file());
+        assert_eq!(su.data, b"#!/bin/sh\necho su\n");
+        let mut b = a.clone();
+        b[0] = b'1';
+        assert_eq!(
+            read_newc(&b).unwrap_err().to_string(),
+            "bad cpio archive at byte 0: magic \"170701\", not \"070701\""
+        );
+        let mut b = a.clone();
+        b[6 + 8] = b'x';
+        assert_eq!(
+            read_newc(&b).unwrap_err().to_string(),
+            "bad cpio archive at byte 14: header field is not 8 hex digits"
+        );
+        assert!(matches!(
+            read_newc(&a[..a.len() - 4]),
+            Err(CpioReadError::Truncated { .. })
+        ));
+        let mut b = a.clone();
+        b.extend_from_slice(b"junk");
+        assert!(
+            read_newc(&b)
+                .unwrap_err()
+                .to_string()
+                .contains("data after the trailer")
+        );
+    }
+
+    #[test]
+    fn reader_survives_random_damage() {
+        let mut a = Vec::new();
+        write_newc(&sample_tree(), &mut a, &CpioOptions::default()).unwrap();
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let mut b = a.clone();
+            let at = (next() % b.len() as u64) as usize;
+            b[at] = next() as u8;
+            let cut = (next() % (b.len() as u64 + 1)) as usize;
+            let _ = read_newc(&b);
+            let _ = read_newc(&b[..cut]);
+        }
     }
 }

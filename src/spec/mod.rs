@@ -15,12 +15,20 @@
 //! ([`Volume`]) and the deprecated `trust`, which is parsed and ignored.
 //! Unknown keys anywhere are errors.
 //!
-//! smelt adds one top-level key:
+//! smelt adds top-level keys: the initrd's compression
 //!
 //! ```yaml
 //! initrd:
 //!   compression: zstd   # gzip (default) | zstd | none
 //!   level: 19           # gzip 1-9, default 6; zstd 1-22, default 3; none: unset
+//! ```
+//!
+//! and the size of the config slot of raw, ISO and qcow2 outputs
+//! (docs/slots.md):
+//!
+//! ```yaml
+//! slots:
+//!   size: 4M            # whole MiB, 1M-256M, default 4M
 //! ```
 //!
 //! # Merging
@@ -105,6 +113,8 @@ pub struct Spec {
     pub initrd: Option<InitrdOptions>,
     /// smelt's `root:`; `None` when no file set it (see [`Spec::root_options`]).
     pub root: Option<RootOptions>,
+    /// smelt's `slots:`; `None` when no file set it (see [`Spec::slot_size`]).
+    pub slots: Option<SlotsOptions>,
     /// The text of every spec file, in merge order (for `metadata: yaml`).
     pub sources: Vec<String>,
 }
@@ -124,6 +134,7 @@ struct RawSpec {
     trust: Option<Trust>,
     initrd: Option<Spanned<InitrdOptions>>,
     root: Option<Spanned<RootKey>>,
+    slots: Option<Spanned<SlotsOptions>>,
 }
 
 impl Spec {
@@ -159,6 +170,9 @@ impl Spec {
         if other.root.is_some() {
             self.root = other.root;
         }
+        if other.slots.is_some() {
+            self.slots = other.slots;
+        }
         self.sources.extend(other.sources);
     }
 
@@ -186,6 +200,11 @@ impl Spec {
     /// The squashfs root options in effect (defaults when unset).
     pub fn root_options(&self) -> RootOptions {
         self.root.unwrap_or_default()
+    }
+
+    /// Bytes of the config slot (`slots.size`, default 4 MiB).
+    pub fn slot_size(&self) -> u64 {
+        self.slots.unwrap_or_default().effective_size()
     }
 
     /// Every image reference in the spec, in spec order: kernel, init,
@@ -239,6 +258,7 @@ pub fn parse_str(file_name: &str, text: &str) -> Result<Spec, SpecError> {
         volumes: spanned_with_origin(&file, raw.volumes, |v, o| v.origin = o),
         initrd: None,
         root: None,
+        slots: None,
         sources: vec![text.to_string()],
     };
     set_file(&mut spec, &file);
@@ -252,6 +272,11 @@ pub fn parse_str(file_name: &str, text: &str) -> Result<Spec, SpecError> {
         let origin = Origin::from_location(&file, &root.referenced);
         diags.extend(validate::root(&root.value.0, &origin));
         spec.root = Some(root.value.0);
+    }
+    if let Some(slots) = raw.slots {
+        let origin = Origin::from_location(&file, &slots.referenced);
+        diags.extend(validate::slots(&slots.value, &origin));
+        spec.slots = Some(slots.value);
     }
     diags.extend(validate::files(&mut spec.files));
     diags.extend(validate::unique_names(&spec));

@@ -472,3 +472,50 @@ fn bad_ids_are_located() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn slots_size_parsed_checked_and_defaulted() {
+    assert_eq!(
+        parse_str("s.yml", "init: []\n").unwrap().slot_size(),
+        4 << 20
+    );
+    let s = parse_str("s.yml", "slots:\n  size: 64M\n").unwrap();
+    assert_eq!(s.slot_size(), 64 << 20);
+    let s = parse_str("s.yml", "slots: {size: 1048576}\n").unwrap();
+    assert_eq!(s.slot_size(), 1 << 20);
+    assert_eq!(
+        parse_str("s.yml", "slots: {size: 2MiB}\n")
+            .unwrap()
+            .slot_size(),
+        2 << 20
+    );
+    for (text, want) in [
+        (
+            "slots:\n  size: 512K\n",
+            "s.yml:2:3: slots size 524288 must be a whole number of MiB from 1M to 256M",
+        ),
+        (
+            "slots:\n  size: 257M\n",
+            "s.yml:2:3: slots size 269484032 must be a whole number of MiB from 1M to 256M",
+        ),
+        (
+            "slots:\n  size: 1500000\n",
+            "s.yml:2:3: slots size 1500000 must be a whole number of MiB from 1M to 256M",
+        ),
+    ] {
+        assert_eq!(err_lines("s.yml", text), [want]);
+    }
+    let lines = err_lines("s.yml", "slots:\n  size: 4X\n");
+    assert!(
+        lines[0].starts_with("s.yml:2:9: slots.size: unknown size unit"),
+        "{lines:?}"
+    );
+    let lines = err_lines("s.yml", "slots:\n  sise: 4M\n");
+    assert!(
+        lines[0].starts_with("s.yml:2:3: unknown field \"sise\""),
+        "{lines:?}"
+    );
+    let mut a = parse_str("a.yml", "slots: {size: 8M}\n").unwrap();
+    a.merge(parse_str("b.yml", "init: []\n").unwrap());
+    assert_eq!(a.slot_size(), 8 << 20);
+}

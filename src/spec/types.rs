@@ -543,6 +543,76 @@ pub enum Compression {
     None,
 }
 
+/// smelt's top-level `slots: { size }`: the config slot of raw, ISO and
+/// qcow2 outputs (docs/slots.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlotsOptions {
+    /// Bytes of the NoCloud slot: whole MiB from 1 MiB to 256 MiB.
+    pub size: Option<ByteSize>,
+}
+
+impl SlotsOptions {
+    /// 4 MiB: a seed with a few scripts and keys, FAT12.
+    pub const DEFAULT_SIZE: u64 = 4 << 20;
+    pub const MIN_SIZE: u64 = 1 << 20;
+    pub const MAX_SIZE: u64 = 256 << 20;
+
+    pub fn effective_size(&self) -> u64 {
+        self.size.map_or(Self::DEFAULT_SIZE, |s| s.0)
+    }
+}
+
+/// A size in bytes: a number, or a number with a binary suffix `K`, `M`,
+/// `G` (optionally `KiB`, `MiB`, `GiB`): `4M`, `64MiB`, `1048576`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Result<ByteSize, String> {
+        let t = text.trim();
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (num, unit) = t.split_at(split);
+        let shift = match unit.trim_start() {
+            "" | "B" => 0,
+            "K" | "KiB" => 10,
+            "M" | "MiB" => 20,
+            "G" | "GiB" => 30,
+            other => return Err(format!("unknown size unit {other:?} (use K, M or G)")),
+        };
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("{text:?} is not a size such as 4M"))?;
+        n.checked_mul(1 << shift)
+            .map(ByteSize)
+            .ok_or_else(|| format!("size {text:?} is too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as 4M or a number of bytes")
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<ByteSize, E> {
+                u64::try_from(v)
+                    .map(ByteSize)
+                    .map_err(|_| E::custom(format!("size {v} is negative")))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                ByteSize::parse(v).map_err(E::custom)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// smelt's top-level `initrd: { compression, level }`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]

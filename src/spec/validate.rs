@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Diagnostic, File, Image, InitrdOptions, Origin, RootOptions, Spec};
+use super::{Diagnostic, File, Image, InitrdOptions, Origin, RootOptions, SlotsOptions, Spec};
 
 fn diag(origin: &Origin, message: String) -> Diagnostic {
     Diagnostic {
@@ -197,4 +197,16 @@ pub(super) fn root(opts: &RootOptions, origin: &Origin) -> Vec<Diagnostic> {
         ));
     }
     out
+}
+
+/// The slot size: whole MiB from 1 MiB to 256 MiB.
+pub(super) fn slots(opts: &SlotsOptions, origin: &Origin) -> Option<Diagnostic> {
+    let size = opts.size?.0;
+    let (min, max) = (SlotsOptions::MIN_SIZE, SlotsOptions::MAX_SIZE);
+    (size % (1 << 20) != 0 || !(min..=max).contains(&size)).then(|| {
+        diag(
+            origin,
+            format!("slots size {size} must be a whole number of MiB from 1M to 256M"),
+        )
+    })
 }

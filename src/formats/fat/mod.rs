@@ -31,6 +31,7 @@
 mod boot;
 pub mod dir;
 pub mod geometry;
+pub mod read;
 #[cfg(test)]
 mod tests;
 

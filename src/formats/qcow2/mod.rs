@@ -19,7 +19,11 @@
 //! with the first, so an input that changed in between (in a stored cluster)
 //! is an error, not a silently inconsistent image.
 //!
-//! Non-goals: reading qcow2, other cluster sizes, compressed or zero-flagged
+//! Reading ([`Qcow2Map`], in `map.rs`) covers one thing: mapping a guest byte offset to
+//! the host offset of its stored cluster, so `smelt inject` can rewrite
+//! clusters the writer kept allocated ([`Qcow2Options::keep_allocated`]).
+//!
+//! Non-goals: general qcow2 reading, other cluster sizes for writing, compressed or zero-flagged
 //! clusters, images larger than [`MAX_VIRTUAL_SIZE`].
 
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
@@ -27,6 +31,9 @@ use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use sha2::{Digest as _, Sha256};
 
 use super::{CountingWriter, IO_BUFFER};
+
+mod map;
+pub use map::{HostExtent, Qcow2Map};
 
 /// `magic`: "QFI\xfb".
 const MAGIC: &[u8; 4] = b"QFI\xfb";
@@ -91,6 +98,14 @@ pub enum Qcow2Error {
     },
     #[error("raw image of {0} bytes is larger than the 16 TiB supported")]
     TooBig(u64),
+    #[error("range {start}..{end} to keep allocated is outside the {len}-byte raw image")]
+    KeepOutside { start: u64, end: u64, len: u64 },
+    #[error("not a qcow2 image: {0}")]
+    NotQcow2(String),
+    #[error("qcow2 header byte {offset}: {what}")]
+    Unsupported { offset: u64, what: String },
+    #[error("qcow2 guest byte {guest}: {what}")]
+    Unmapped { guest: u64, what: String },
 }
 
 /// The v3 header (section "Header"), all fields big-endian. Fields written
@@ -297,6 +312,15 @@ fn put_be64(table: &mut [u8], index: u64, v: u64) {
     table[i..i + 8].copy_from_slice(&v.to_be_bytes());
 }
 
+/// Options for [`write_qcow2_with`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Qcow2Options {
+    /// Guest byte ranges whose clusters are stored even when all zero, so
+    /// they can be rewritten in place later without allocating (config
+    /// slots and their index: `smelt inject`, [`Qcow2Map`]).
+    pub keep_allocated: Vec<std::ops::Range<u64>>,
+}
+
 /// Converts the first `raw_len` bytes of `raw` (read from offset 0) to a
 /// qcow2 image written sequentially to `out`; see the module doc.
 pub fn write_qcow2<R: Read + Seek>(
@@ -304,11 +328,34 @@ pub fn write_qcow2<R: Read + Seek>(
     raw_len: u64,
     out: &mut impl Write,
 ) -> Result<Qcow2Info, Qcow2Error> {
+    write_qcow2_with(raw, raw_len, &Qcow2Options::default(), out)
+}
+
+/// [`write_qcow2`] with options.
+pub fn write_qcow2_with<R: Read + Seek>(
+    raw: &mut R,
+    raw_len: u64,
+    opts: &Qcow2Options,
+    out: &mut impl Write,
+) -> Result<Qcow2Info, Qcow2Error> {
     if raw_len > MAX_VIRTUAL_SIZE {
         return Err(Qcow2Error::TooBig(raw_len));
     }
     let virtual_size = raw_len.next_multiple_of(SECTOR_SIZE);
-    let (map, first_hash) = scan(raw, raw_len)?;
+    let mut keep = ClusterMap::new(raw_len.div_ceil(CLUSTER_SIZE));
+    for r in &opts.keep_allocated {
+        if r.start > r.end || r.end > raw_len {
+            return Err(Qcow2Error::KeepOutside {
+                start: r.start,
+                end: r.end,
+                len: raw_len,
+            });
+        }
+        if r.start < r.end {
+            (r.start / CLUSTER_SIZE..r.end.div_ceil(CLUSTER_SIZE)).for_each(|g| keep.set(g));
+        }
+    }
+    let (map, first_hash) = scan(raw, raw_len, keep)?;
     let layout = Layout::new(virtual_size, map);
     let mut out = Out(BufWriter::with_capacity(
         IO_BUFFER,
@@ -400,16 +447,21 @@ fn seek_to<R: Seek>(raw: &mut R, offset: u64) -> Result<(), Qcow2Error> {
         .map_err(|source| Qcow2Error::Read { offset, source })
 }
 
-/// First pass: the map of non-zero guest clusters, and a hash of them.
-fn scan<R: Read + Seek>(raw: &mut R, raw_len: u64) -> Result<(ClusterMap, Vec<u8>), Qcow2Error> {
+/// First pass: the map of guest clusters to store (non-zero or in `keep`),
+/// and a hash of them.
+fn scan<R: Read + Seek>(
+    raw: &mut R,
+    raw_len: u64,
+    keep: ClusterMap,
+) -> Result<(ClusterMap, Vec<u8>), Qcow2Error> {
     let clusters = raw_len.div_ceil(CLUSTER_SIZE);
-    let mut map = ClusterMap::new(clusters);
+    let mut map = keep;
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; CLUSTER_SIZE as usize];
     seek_to(raw, 0)?;
     for g in 0..clusters {
         read_cluster(raw, raw_len, g, &mut buf)?;
-        if buf.iter().any(|&b| b != 0) {
+        if map.get(g) || buf.iter().any(|&b| b != 0) {
             map.set(g);
             hash.update(&buf);
         }
@@ -441,7 +493,7 @@ fn copy_data<R: Read + Seek, W: Write>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Cursor;
     use std::path::Path;
     use std::process::Command;
@@ -450,7 +502,7 @@ mod tests {
     use crate::digest::Digest;
     use crate::tree::testutil::run;
 
-    const MIB: u64 = 1 << 20;
+    pub(crate) const MIB: u64 = 1 << 20;
 
     /// Deterministic pseudo-random bytes (xorshift64*).
     fn noise(len: usize, mut seed: u64) -> Vec<u8> {
@@ -540,7 +592,7 @@ mod tests {
     }
 
     /// Bytes of guest data qemu-img map reports as allocated.
-    fn mapped_bytes(map: &serde_json::Value) -> u64 {
+    pub(crate) fn mapped_bytes(map: &serde_json::Value) -> u64 {
         let extents = map.as_array().unwrap();
         let data = extents.iter().filter(|e| e["data"] == true);
         data.map(|e| e["length"].as_u64().unwrap()).sum()
