@@ -145,7 +145,10 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildSummary> {
             raw: crate::artifacts::raw::RawOptions {
                 size: opts.disk_size,
                 partitions: Vec::new(),
+                slot: Some(spec.slot_size()),
             },
+            iso_slot: Some(spec.slot_size()),
+            epoch,
         },
         &reporter,
     )?;

@@ -25,11 +25,14 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use super::output::OutputSet;
+use super::slot::MediaSlot;
 use super::stage1::{self, RootImage};
 use crate::assemble::{self, Assembled};
 use crate::digest::{Digest, HashingWriter};
+use crate::formats::gpt::Guid;
 use crate::formats::{fat, gpt, iso9660, pe, squashfs};
 use crate::progress::Progress;
+use crate::slots::index::INDEX_OFFSET;
 use crate::spec::{RootCompression, RootOptions};
 use crate::tree::{Content, FsTree, Meta, Node};
 
@@ -240,9 +243,13 @@ impl<'a> BootMedia<'a> {
     }
 
     /// `NAME.iso`: see the module doc.
+    /// `NAME.iso`; with `slot` (bytes) a config slot stored as the file
+    /// [`ISO_SLOT_FILE`], covered by a hybrid GPT partition `CIDATA` and
+    /// found through the slot index in the System Area (docs/slots.md).
     pub fn write_iso(
         &mut self,
         outputs: &mut OutputSet,
+        slot: Option<u64>,
         progress: &dyn Progress,
     ) -> anyhow::Result<()> {
         let dir = outputs.dir().to_path_buf();
@@ -272,12 +279,25 @@ impl<'a> BootMedia<'a> {
             Path::new(stage1::ISO_ROOT_PATH.trim_start_matches('/')),
             file(root_content),
         )?;
+        let mut uuid_seed = [0u8; 32];
+        uuid_seed.copy_from_slice(&hex_bytes(seed.hex()));
+        let slot = slot.map(|size| MediaSlot::new(size, &uuid_seed, self.epoch));
+        let mut partitions = Vec::new();
+        if let Some(s) = &slot {
+            t.insert(
+                Path::new(ISO_SLOT_FILE),
+                file(Content::Bytes(Arc::from(s.pristine()?))),
+            )?;
+            partitions.push(iso9660::HybridPartition {
+                type_guid: Guid::MICROSOFT_BASIC_DATA,
+                name: crate::slots::nocloud::PARTITION_NAME.into(),
+                span: iso9660::PartitionSpan::File(ISO_SLOT_FILE.into()),
+            });
+        }
         t.set_mtime_all(self.epoch);
         let mbr = assemble::read_file(&self.firmware, "bios/isohdpfx.bin")
             .context("boot firmware image: isohdpfx.bin")?;
-        let mut uuid_seed = [0u8; 32];
-        uuid_seed.copy_from_slice(&hex_bytes(seed.hex()));
-        let opts = iso9660::IsoOptions {
+        let mut opts = iso9660::IsoOptions {
             volume_id: image.volume_id.clone(),
             mtime: self.epoch,
             bios: Some(bios_boot()),
@@ -287,11 +307,28 @@ impl<'a> BootMedia<'a> {
             hybrid: Some(iso9660::Hybrid {
                 mbr,
                 gpt: true,
-                partitions: Vec::new(),
+                partitions,
+                system_area: Vec::new(),
             }),
             uuid_seed,
         };
+        let mut record = None;
+        if let Some(s) = &slot {
+            // The slot file's place, for the index the System Area holds.
+            let at = iso9660::layout(&t, &opts)
+                .context("laying out the ISO")?
+                .files
+                .get(Path::new(ISO_SLOT_FILE))
+                .context("the ISO has no config slot file")?
+                .lba
+                .offset();
+            if let Some(h) = opts.hybrid.as_mut() {
+                h.system_area.push((INDEX_OFFSET, s.index(at)?.to_vec()));
+            }
+            record = Some(s.record(at));
+        }
         let mut f = outputs.create(&format!("{}.iso", self.name))?;
+        f.slot = record;
         progress.start(f.name(), None);
         let written = iso9660::write_iso(&t, &opts, &mut f);
         progress.finish();
@@ -300,6 +337,9 @@ impl<'a> BootMedia<'a> {
         Ok(())
     }
 }
+
+/// The config slot's file in the ISO (docs/slots.md).
+pub const ISO_SLOT_FILE: &str = "CIDATA.IMG";
 
 /// An ESP's files: the UKI as the removable-media default boot entry
 /// `\EFI\BOOT\BOOTX64.EFI` (UEFI spec 3.5.1.1).

@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use crate::artifacts::Format;
-use crate::artifacts::output::OutputSet;
+use crate::artifacts::output::{OutputSet, SlotRecord};
 use crate::assemble::Assembled;
 use crate::digest::Digest;
 
@@ -27,6 +27,10 @@ pub struct OutputEntry {
     pub name: String,
     pub size: u64,
     pub sha256: Digest,
+    /// The config slot: what `smelt inject` rewrites, and the only bytes
+    /// that may differ from `sha256` after it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub slot: Option<SlotRecord>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -56,6 +60,7 @@ pub fn build(
                 name: o.name().to_string(),
                 size: o.len(),
                 sha256: o.digest(),
+                slot: o.slot.clone(),
             })
             .collect(),
         images: root

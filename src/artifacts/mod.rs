@@ -9,6 +9,7 @@ pub mod initrd;
 pub mod manifest;
 pub mod output;
 pub mod raw;
+pub mod slot;
 pub mod stage1;
 pub mod tarball;
 
@@ -25,8 +26,12 @@ use output::OutputSet;
 pub struct FormatOptions {
     /// The spec's `initrd:` (kernel+initrd).
     pub initrd: InitrdOptions,
-    /// The raw/qcow2 disk's size and extra partitions.
+    /// The raw/qcow2 disk's size, extra partitions and config slot.
     pub raw: raw::RawOptions,
+    /// Bytes of the ISO's config slot (the spec's `slots.size`).
+    pub iso_slot: Option<u64>,
+    /// The build's epoch, for the config initrd.
+    pub epoch: i64,
 }
 
 /// Writes each of `formats` (sorted, each once) into `outputs`; the boot
@@ -43,12 +48,16 @@ pub fn write_formats(
     for f in formats {
         match f {
             Format::KernelInitrd => {
-                initrd::write_kernel_initrd(outputs, &name, root, &opts.initrd, progress)?
+                initrd::write_kernel_initrd(outputs, &name, root, &opts.initrd, progress)?;
+                slot::write_config_initrd(outputs, &name, opts.epoch)?;
             }
             Format::Tar => tarball::write_tar(outputs, &name, root, progress)?,
-            Format::KernelSquashfs => media.write_kernel_squashfs(outputs, progress)?,
+            Format::KernelSquashfs => {
+                media.write_kernel_squashfs(outputs, progress)?;
+                slot::write_config_initrd(outputs, &name, opts.epoch)?;
+            }
             Format::Uki => media.write_uki(outputs, progress)?,
-            Format::Iso => media.write_iso(outputs, progress)?,
+            Format::Iso => media.write_iso(outputs, opts.iso_slot, progress)?,
             // One pass writes both: qcow2 is converted from the raw bytes.
             Format::Raw => media.write_raw(
                 outputs,

@@ -21,6 +21,22 @@ use crate::digest::{Digest, HashingWriter};
 pub struct OutputFile {
     name: String,
     file: HashingWriter<File>,
+    /// The config slot in this artifact, for the manifest.
+    pub slot: Option<SlotRecord>,
+}
+
+/// Where an artifact's config slot is (docs/slots.md), as the manifest
+/// records it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SlotRecord {
+    /// `nocloud-fat` (raw, qcow2, ISO) or `config-initrd`.
+    pub kind: &'static str,
+    /// Byte offset of the slot index, where there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_offset: Option<u64>,
+    /// The slot's bytes: offset and length (for qcow2, in the guest's view).
+    pub offset: u64,
+    pub length: u64,
 }
 
 impl OutputFile {
@@ -114,6 +130,7 @@ impl OutputSet {
         Ok(OutputFile {
             name: name.to_string(),
             file: HashingWriter::new(File::from(fd)),
+            slot: None,
         })
     }
 

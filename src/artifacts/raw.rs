@@ -7,11 +7,13 @@
 //! |---|---|
 //! | LBA 0 | protective MBR; its boot code is isolinux's isohybrid MBR (`isohdpfx.bin`) pointing at `isolinux.bin` |
 //! | LBA 1–33 | GPT header and entries |
+//! | byte 24576 (LBA 48) | the config slot index (docs/slots.md) |
 //! | byte 32 KiB – | a small ISO 9660 volume `SMELT_BIOS` (isolinux, the kernel, stage 1): partition 1 `smelt-bios`, type BIOS boot |
 //! | 1 MiB aligned | partition 2 `ESP`: the build's one ESP image (FAT, the UKI as `\EFI\BOOT\BOOTX64.EFI`, the same bytes as the ISO's `boot/efi.img`), then zeros to the partition's end |
 //! | 1 MiB aligned | partition 3 `smelt-root-a`: the root squashfs (Linux root x86-64 type), PARTUUID pinned in stage 1 |
 //! | 1 MiB aligned | partition 4 `smelt-root-b`: empty, same size, for updates |
-//! | last 16 MiB + backup GPT | left free for the config slot partition |
+//! | 1 MiB aligned | partition 5 `CIDATA`: the config slot, a FAT file system (`slots.size`, default 4 MiB), pristine until `smelt inject` |
+//! | to the end | free (at least what the 16 MiB room leaves), then the backup GPT |
 //!
 //! BIOS: the MBR code loads isolinux.bin by LBA, isolinux reads the ISO 9660
 //! volume from the disk (as on a hybrid ISO written to a stick: the volume
@@ -30,10 +32,12 @@ use anyhow::{Context, bail};
 
 use super::boot::{BootMedia, bios_boot, bios_tree, hex_bytes};
 use super::output::OutputSet;
+use super::slot::MediaSlot;
 use crate::assemble;
 use crate::formats::gpt::{self, BootCode, GptDisk, Guid, Lba, MbrOptions, Partition};
 use crate::formats::{iso9660, qcow2};
 use crate::progress::Progress;
+use crate::slots::index::INDEX_OFFSET;
 use crate::tree::Content;
 
 const MIB: u64 = 1 << 20;
@@ -76,6 +80,9 @@ pub struct RawOptions {
     pub size: Option<u64>,
     /// Partitions after the root slots.
     pub partitions: Vec<RawPartition>,
+    /// Bytes of the config slot (docs/slots.md): a `CIDATA` partition
+    /// after the others and the slot index at byte 24576; `None`: no slot.
+    pub slot: Option<u64>,
 }
 
 /// The planned disk: partitions and the bytes that go in them.
@@ -87,6 +94,8 @@ struct Plan {
     isolinux_lba512: u32,
     /// What goes where after the primary GPT, by byte offset, ascending.
     pieces: Vec<(u64, Piece)>,
+    /// The config slot and its byte offset.
+    slot: Option<(MediaSlot, u64)>,
 }
 
 enum Piece {
@@ -155,6 +164,7 @@ impl BootMedia<'_> {
         let root = self.squashfs(&dir, progress)?.content();
         let name = self.name.clone();
         let mut f = outputs.create(&format!("{name}.raw"))?;
+        f.slot = plan.slot.map(|(s, at)| s.record(at));
         progress.start(f.name(), Some(plan.disk.size_bytes));
         let written = write_disk(&plan, &root, &mut f);
         progress.finish();
@@ -162,8 +172,15 @@ impl BootMedia<'_> {
         f.flush()?;
         if qcow2_too {
             let mut q = outputs.create(&format!("{name}.qcow2"))?;
+            q.slot = f.slot.clone();
             let mut reader = f.reader()?;
-            qcow2::write_qcow2(&mut reader, plan.disk.size_bytes, &mut q)
+            let qopts = qcow2::Qcow2Options {
+                keep_allocated: plan
+                    .slot
+                    .map(|(s, at)| s.keep_allocated(at))
+                    .unwrap_or_default(),
+            };
+            qcow2::write_qcow2_with(&mut reader, plan.disk.size_bytes, &qopts, &mut q)
                 .context("writing the qcow2 image")?;
             outputs.finish(q)?;
         }
@@ -214,16 +231,23 @@ impl BootMedia<'_> {
             .lba;
         let mbr_code = read("bios/isohdpfx.bin")?;
         let isolinux_lba512 = isolinux_lba.sector512() as u32;
+        let slot = opts
+            .slot
+            .map(|size| MediaSlot::new(size, &seed, self.epoch()));
+        let mut extras = opts.partitions.clone();
+        if let Some(s) = &slot {
+            extras.push(RawPartition {
+                type_guid: Guid::MICROSOFT_BASIC_DATA,
+                name: crate::slots::nocloud::PARTITION_NAME.into(),
+                content: s.pristine()?,
+            });
+        }
 
         let sizes = Sizes {
             bios_volume: bios_iso.len() as u64,
             uki: uki_len,
             squashfs: sq_size,
-            extras: opts
-                .partitions
-                .iter()
-                .map(|p| p.content.len() as u64)
-                .collect(),
+            extras: extras.iter().map(|p| p.content.len() as u64).collect(),
         };
         let (spans, total) = disk_layout(&sizes, opts.size)?;
         let g = |what: &str| Guid::derive(seed_hex.as_bytes(), what);
@@ -245,7 +269,7 @@ impl BootMedia<'_> {
                 g("root-b"),
             ),
         ];
-        for p in &opts.partitions {
+        for p in &extras {
             let guid = g(&format!("partition {}", p.name));
             named.push((p.type_guid, p.name.clone(), guid));
         }
@@ -279,19 +303,25 @@ impl BootMedia<'_> {
         // The BIOS volume's first 32 KiB are its (empty) system area: the
         // MBR and GPT take that place.
         let volume = bios_iso.split_off(ISO_SYSTEM_AREA as usize);
-        let mut pieces = vec![
+        let slot = slot.zip(spans.last().map(|&(start, _)| start));
+        let mut pieces = Vec::new();
+        if let Some((s, at)) = &slot {
+            pieces.push((INDEX_OFFSET, Piece::Bytes(s.index(*at)?.to_vec())));
+        }
+        pieces.extend([
             (spans[0].0, Piece::Bytes(volume)),
             (spans[1].0, Piece::Bytes(esp)),
             (spans[2].0, Piece::Root),
-        ];
-        for (p, &(start, _)) in opts.partitions.iter().zip(&spans[4..]) {
-            pieces.push((start, Piece::Bytes(p.content.clone())));
+        ]);
+        for (p, &(start, _)) in extras.into_iter().zip(&spans[4..]) {
+            pieces.push((start, Piece::Bytes(p.content)));
         }
         Ok(Plan {
             disk,
             mbr_code,
             isolinux_lba512,
             pieces,
+            slot,
         })
     }
 }

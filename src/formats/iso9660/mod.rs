@@ -117,6 +117,10 @@ pub struct Hybrid {
     /// example a config slot stored as a file of the image, so that a USB
     /// stick written from the ISO shows it as a partition.
     pub partitions: Vec<HybridPartition>,
+    /// Bytes placed in the System Area at these byte offsets, over what
+    /// the MBR and GPT left zero (e.g. smelt's config slot index at 24576,
+    /// after the 17 KiB of primary GPT); an overlap is an error.
+    pub system_area: Vec<(u64, Vec<u8>)>,
 }
 
 /// An extra partition of the hybrid GPT. Its unique GUID derives from the
@@ -185,6 +189,10 @@ pub enum IsoError {
     HybridPartition { name: String, reason: String },
     #[error("isohybrid partition tables: {0}")]
     Gpt(#[from] crate::formats::gpt::GptError),
+    #[error(
+        "{len} bytes at System Area byte {offset}: outside the 32 KiB area or over the MBR/GPT"
+    )]
+    SystemArea { offset: u64, len: usize },
     #[error("the isohybrid MBR template has {0} bytes, 432 are needed")]
     MbrTooShort(usize),
     #[error("more than 65535 directories (ISO 9660 path table limit)")]
@@ -242,10 +250,27 @@ pub fn write_iso(
     };
     let hyb = hybrid_plan(&plan, opts)?;
     let area = (SYSTEM_AREA_SECTORS * SECTOR) as usize;
-    let system = match &hyb {
+    let mut system = match &hyb {
         Some(h) => h.system_area(area)?,
         None => vec![0; area],
     };
+    for (at, bytes) in opts.hybrid.iter().flat_map(|h| &h.system_area) {
+        let range = usize::try_from(*at)
+            .ok()
+            .and_then(|a| Some(a..a.checked_add(bytes.len())?))
+            .filter(|r| r.end <= area);
+        match range {
+            Some(r) if system[r.clone()].iter().all(|&b| b == 0) => {
+                system[r].copy_from_slice(bytes)
+            }
+            _ => {
+                return Err(IsoError::SystemArea {
+                    offset: *at,
+                    len: bytes.len(),
+                });
+            }
+        }
+    }
     w.put(&system)?;
     write_descriptors(&plan, opts, &mut w)?;
     if (opts.bios.is_some() || opts.efi.is_some()) && plan.catalog_file.is_none() {

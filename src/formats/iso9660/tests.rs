@@ -93,6 +93,7 @@ pub fn boot_opts(hybrid: bool, gpt: bool) -> IsoOptions {
             mbr: std::fs::read(ISOHDPFX).unwrap(),
             gpt,
             partitions: Vec::new(),
+            system_area: Vec::new(),
         }),
         uuid_seed: [0x42; 32],
     }
