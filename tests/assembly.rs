@@ -82,7 +82,7 @@ fn fixture_store(root: &Path) {
 
 const GOLDEN_TAR: &str = "3907b8ba2312041e03c40cb7ac2906884b98693b5bb732d6841856a09065e750";
 const GOLDEN_INITRD: &str = "51b530fafe47a6c81c012ad2261985e5b80c537819c5ed5839c2ecccdf0c5ce1";
-const GOLDEN_MANIFEST: &str = "7c207a4a4ad53ed73676909ccc15317a4ca8330b960bd071f0d7b169dc571ebd";
+const GOLDEN_MANIFEST: &str = "cedf4b1f4e183453294e524756a410755bc3d9e763d14bc98871559364c92e23";
 
 const SPEC: &str = r#"kernel:
   image: test/kernel:1

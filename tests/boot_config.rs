@@ -276,3 +276,75 @@ fn injected_raw_slot_is_read_by_blkid_fsck_and_mtools() {
     let ud = sh(&format!("mtype -i {} ::user-data", img.display()));
     assert_eq!(ud, std::fs::read_to_string(data("user-data")).unwrap());
 }
+
+/// sha256 of `len` bytes of `path` from `offset`.
+fn range_sha(path: &Path, offset: u64, len: u64) -> String {
+    sh(&format!(
+        "tail -c +{} {} | head -c {len} | sha256sum",
+        offset + 1,
+        path.display()
+    ))
+}
+
+/// On every real artifact, as the build wrote it: `smelt inject` changes
+/// only the bytes the manifest names as the slot (qcow2: the image stays
+/// the same size and `qemu-img check` passes; the config initrd is
+/// rewritten whole), and `--clear` gives back
+/// the exact bytes of the build (the manifest's sha256).
+#[test]
+fn inject_changes_only_the_slot_and_clear_restores_the_build() {
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(built().join("cloud-init.manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    for o in manifest["outputs"].as_array().unwrap() {
+        let Some(slot) = o.get("slot") else { continue };
+        let name = o["name"].as_str().unwrap();
+        seen.push(name.to_string());
+        let pristine = built().join(name);
+        let size = o["size"].as_u64().unwrap();
+        assert_eq!(
+            format!("sha256:{}", sha256sum(&pristine)),
+            o["sha256"].as_str().unwrap()
+        );
+        let copy = injected(name, dir.path());
+        assert_ne!(
+            sha256sum(&copy),
+            sha256sum(&pristine),
+            "{name}: inject changed nothing"
+        );
+        if slot["kind"] == "nocloud-fat" {
+            assert_eq!(std::fs::metadata(&copy).unwrap().len(), size, "{name}");
+        }
+        if name.ends_with(".qcow2") {
+            let check = sh(&format!("qemu-img check {} 2>&1", copy.display()));
+            assert!(check.contains("No errors"), "{check}");
+        } else if slot["kind"] == "nocloud-fat" {
+            let (at, len) = (
+                slot["offset"].as_u64().unwrap(),
+                slot["length"].as_u64().unwrap(),
+            );
+            for (from, n) in [(0, at), (at + len, size - at - len)] {
+                assert_eq!(
+                    range_sha(&copy, from, n),
+                    range_sha(&pristine, from, n),
+                    "{name}: bytes {from}..{} changed",
+                    from + n
+                );
+            }
+        }
+        run(smelt().arg("inject").arg(&copy).arg("--clear"));
+        assert_eq!(sha256sum(&copy), sha256sum(&pristine), "{name}: --clear");
+    }
+    assert_eq!(
+        seen,
+        [
+            "cloud-init-config.img",
+            "cloud-init.iso",
+            "cloud-init.raw",
+            "cloud-init.qcow2"
+        ]
+    );
+}

@@ -59,6 +59,7 @@ fn media_are_read_by_independent_tools_and_reproducible() {
         dir_names(a.path()),
         [
             "minimal-cmdline",
+            "minimal-config.img",
             "minimal-initrd.img",
             "minimal-kernel",
             "minimal-squashfs.img",

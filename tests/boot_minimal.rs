@@ -17,6 +17,7 @@ fn build_minimal(out: &Path, specs: &Path) {
         dir_names(out),
         [
             "minimal-cmdline",
+            "minimal-config.img",
             "minimal-initrd.img",
             "minimal-kernel",
             "minimal.manifest.json"

@@ -28,6 +28,7 @@ fn two_builds_are_byte_identical_and_manifest_matches() {
         names,
         [
             "minimal-cmdline",
+            "minimal-config.img",
             "minimal-initrd.img",
             "minimal-kernel",
             "minimal.manifest.json",
