@@ -399,6 +399,56 @@ fn config_initrd_inject_and_clear() {
     assert!(entries.iter().all(|e| e.mtime == 1_700_000_000));
 }
 
+/// An ISO 9660 image (xorriso) holding the slot as the contiguous file
+/// CIDATA.IMG, with the index in its system area: inject changes only that
+/// file's bytes, and the file xorriso extracts is the injected FAT.
+#[test]
+fn iso_file_slot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let slot = nocloud::pristine(MIB, 0x150_0001, 1_700_000_000).unwrap();
+    write(&root, "CIDATA.IMG", &slot);
+    write(&root, "readme.txt", b"an ISO with a config slot\n");
+    let iso = tmp.path().join("x.iso");
+    run(Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-V", "SMELTTEST", "-o"])
+        .arg(&iso)
+        .arg(&root));
+    let bytes = std::fs::read(&iso).unwrap();
+    let at = (0..bytes.len() - slot.len())
+        .step_by(2048)
+        .find(|&o| bytes[o..o + slot.len()] == slot[..])
+        .expect("CIDATA.IMG stored contiguously") as u64;
+    let index = SlotIndex {
+        entries: vec![SlotEntry::nocloud(at, MIB, 0x150_0001, 1_700_000_000)],
+    };
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&iso)
+        .unwrap()
+        .write_all_at(&index.to_bytes().unwrap(), INDEX_OFFSET)
+        .unwrap();
+    let built = sha256sum(&iso);
+    let before = Digest::of(&read_range(&iso, 0, at));
+    run(&mut inject_sample(&iso, tmp.path(), &[]));
+    assert_eq!(Digest::of(&read_range(&iso, 0, at)), before);
+    let len = bytes.len() as u64;
+    assert_eq!(
+        Digest::of(&read_range(&iso, at + MIB, len - at - MIB)),
+        Digest::of(&bytes[(at + MIB) as usize..])
+    );
+    let out = tmp.path().join("extracted.img");
+    run(Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&iso)
+        .args(["-extract", "/CIDATA.IMG"])
+        .arg(&out));
+    check_slot_with_tools(&std::fs::read(&out).unwrap(), tmp.path());
+    run(smelt().arg("inject").arg(&iso).arg("--clear"));
+    assert_eq!(sha256sum(&iso), built);
+}
+
 /// xorshift64: reproducible kill points.
 struct Rng(u64);
 
