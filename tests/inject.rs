@@ -303,6 +303,14 @@ fn qcow2_rewritten_in_place_without_allocating() {
 
     run(smelt().arg("inject").arg(&qcow).arg("--clear"));
     assert_eq!(sha256sum(&qcow), pristine);
+    // An internal snapshot shares every cluster: refused, unchanged.
+    run(Command::new("qemu-img")
+        .args(["snapshot", "-c", "snap"])
+        .arg(&qcow));
+    let snap = sha256sum(&qcow);
+    let err = run_fail(&mut inject_sample(&qcow, tmp.path(), &[]));
+    assert!(err.contains("cluster is shared"), "{err}");
+    assert_eq!(sha256sum(&qcow), snap);
     // A qcow2 whose slot was not kept allocated is refused, unchanged.
     let plain = tmp.path().join("plain.qcow2");
     run(Command::new("qemu-img")
