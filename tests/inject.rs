@@ -303,6 +303,14 @@ fn qcow2_rewritten_in_place_without_allocating() {
 
     run(smelt().arg("inject").arg(&qcow).arg("--clear"));
     assert_eq!(sha256sum(&qcow), pristine);
+    // An internal snapshot shares every cluster: refused, unchanged.
+    run(Command::new("qemu-img")
+        .args(["snapshot", "-c", "snap"])
+        .arg(&qcow));
+    let snap = sha256sum(&qcow);
+    let err = run_fail(&mut inject_sample(&qcow, tmp.path(), &[]));
+    assert!(err.contains("cluster is shared"), "{err}");
+    assert_eq!(sha256sum(&qcow), snap);
     // A qcow2 whose slot was not kept allocated is refused, unchanged.
     let plain = tmp.path().join("plain.qcow2");
     run(Command::new("qemu-img")
@@ -397,6 +405,56 @@ fn config_initrd_inject_and_clear() {
     assert_eq!(sha256sum(&img), pristine);
     let entries = smelt::formats::cpio::read_newc(&std::fs::read(&img).unwrap()).unwrap();
     assert!(entries.iter().all(|e| e.mtime == 1_700_000_000));
+}
+
+/// An ISO 9660 image (xorriso) holding the slot as the contiguous file
+/// CIDATA.IMG, with the index in its system area: inject changes only that
+/// file's bytes, and the file xorriso extracts is the injected FAT.
+#[test]
+fn iso_file_slot() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let slot = nocloud::pristine(MIB, 0x150_0001, 1_700_000_000).unwrap();
+    write(&root, "CIDATA.IMG", &slot);
+    write(&root, "readme.txt", b"an ISO with a config slot\n");
+    let iso = tmp.path().join("x.iso");
+    run(Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-V", "SMELTTEST", "-o"])
+        .arg(&iso)
+        .arg(&root));
+    let bytes = std::fs::read(&iso).unwrap();
+    let at = (0..bytes.len() - slot.len())
+        .step_by(2048)
+        .find(|&o| bytes[o..o + slot.len()] == slot[..])
+        .expect("CIDATA.IMG stored contiguously") as u64;
+    let index = SlotIndex {
+        entries: vec![SlotEntry::nocloud(at, MIB, 0x150_0001, 1_700_000_000)],
+    };
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&iso)
+        .unwrap()
+        .write_all_at(&index.to_bytes().unwrap(), INDEX_OFFSET)
+        .unwrap();
+    let built = sha256sum(&iso);
+    let before = Digest::of(&read_range(&iso, 0, at));
+    run(&mut inject_sample(&iso, tmp.path(), &[]));
+    assert_eq!(Digest::of(&read_range(&iso, 0, at)), before);
+    let len = bytes.len() as u64;
+    assert_eq!(
+        Digest::of(&read_range(&iso, at + MIB, len - at - MIB)),
+        Digest::of(&bytes[(at + MIB) as usize..])
+    );
+    let out = tmp.path().join("extracted.img");
+    run(Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&iso)
+        .args(["-extract", "/CIDATA.IMG"])
+        .arg(&out));
+    check_slot_with_tools(&std::fs::read(&out).unwrap(), tmp.path());
+    run(smelt().arg("inject").arg(&iso).arg("--clear"));
+    assert_eq!(sha256sum(&iso), built);
 }
 
 /// xorshift64: reproducible kill points.

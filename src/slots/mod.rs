@@ -299,3 +299,38 @@ mod tests {
         );
     }
 }
+
+/// The pristine bytes the build writes, pinned: a change here changes every
+/// artifact's bytes and must be deliberate.
+#[cfg(test)]
+mod golden {
+    use crate::digest::Digest;
+
+    #[test]
+    fn pristine_bytes_are_pinned() {
+        let idx = super::index::SlotIndex {
+            entries: vec![super::index::SlotEntry::nocloud(
+                32 << 20,
+                4 << 20,
+                0xC1DA_7A00,
+                1_700_000_000,
+            )],
+        };
+        let got = [
+            Digest::of(&idx.to_bytes().unwrap()).to_string(),
+            Digest::of(&super::nocloud::pristine(4 << 20, 0xC1DA_7A00, 1_700_000_000).unwrap())
+                .to_string(),
+            Digest::of(&super::initrd::pristine(1_700_000_000).unwrap()).to_string(),
+        ];
+        // The index hash is also what Python's struct + zlib.crc32 give for
+        // the layout in docs/slots.md (checked when it was pinned).
+        assert_eq!(
+            got,
+            [
+                "sha256:cf250e2c8dac694c08398951f619404de189e32f9e501dc36f9ff9888b88a8b8",
+                "sha256:5daa4e89a3fbbcee2f1d1d1415c09f1577fba95118c73f13df2305eaad560c3a",
+                "sha256:6a05a937741f5951f52ad6b7eabcae6c4f627470ab84c2fad102475cede7e8a8"
+            ]
+        );
+    }
+}

@@ -5,12 +5,13 @@
 //!
 //! Read: the v2/v3 header (refused: encryption, a backing file, any
 //! incompatible feature bit), the L1 table, L2 entries on demand. Only
-//! stored, uncompressed clusters map; unallocated, zero-flagged and
-//! compressed clusters are errors naming the guest byte.
+//! stored, uncompressed, unshared (COPIED) clusters map; unallocated,
+//! zero-flagged, compressed and shared clusters are errors naming the
+//! guest byte.
 
 use std::io::{Read, Seek, SeekFrom};
 
-use super::{MAGIC, Qcow2Error};
+use super::{MAGIC, OFLAG_COPIED, Qcow2Error};
 
 /// A stretch of guest bytes stored contiguously in the qcow2 file.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -158,6 +159,16 @@ impl Qcow2Map {
         let host = entry & OFFSET_MASK;
         if host == 0 {
             return Err(unmapped("cluster not allocated"));
+        }
+        // COPIED: refcount exactly 1. Without it the cluster is shared (an
+        // internal snapshot), and writing it would change the snapshot too.
+        if entry & OFLAG_COPIED == 0 {
+            return Err(unmapped(
+                "cluster is shared (no COPIED flag: the image has snapshots)",
+            ));
+        }
+        if host < self.cluster_size() {
+            return Err(unmapped("cluster maps onto the qcow2 header"));
         }
         if host + self.cluster_size() > self.file_len.next_multiple_of(self.cluster_size()) {
             return Err(unmapped("cluster lies past the end of the file"));
