@@ -1,5 +1,5 @@
 //! The slot index: one 512-byte sector at byte [`INDEX_OFFSET`] of a disk
-//! or ISO image that says where its config slots are (contract.md, "Slot
+//! or ISO image that says where its config slots are (docs/slots.md, "The slot
 //! index"). It is written by the build and never changes afterwards; it
 //! lets `smelt inject` recognise an artifact smelt wrote and rebuild the
 //! pristine slot byte for byte, and lets the init find the slot on a device

@@ -1,7 +1,7 @@
 //! The config initrd (`NAME-config.img`) of kernel+initrd and
 //! kernel+squashfs outputs: an uncompressed newc cpio holding
 //! `smelt/nocloud/` with the seed's files and the marker
-//! `smelt/nocloud/.smelt-slot` (contract.md). The boot loader loads it after
+//! `smelt/nocloud/.smelt-slot` (docs/slots.md). The boot loader loads it after
 //! the main initrd; the kernel unpacks both into one rootfs.
 //!
 //! Reproducible: directories 0755, files 0644, owner root, every mtime the

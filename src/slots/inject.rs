@@ -9,7 +9,7 @@
 //! * anything else must be a raw disk or ISO image with a valid slot index
 //!   at byte 24576.
 //!
-//! In place, a slot is rewritten with the contract's protocol: (1) zero the
+//! In place, a slot is rewritten with the inject protocol of docs/slots.md: (1) zero the
 //! FAT boot sector, fsync; (2) write the rest of the new FAT, fsync; (3)
 //! read it back and compare; (4) write the new boot sector, fsync. The
 //! init (and [`super::nocloud::slot_state`]) ignores a slot whose boot
@@ -367,7 +367,7 @@ pub fn inject(path: &Path, config: &Config, mode: Mode) -> anyhow::Result<Inject
     })
 }
 
-/// The contract's four steps (see the module doc).
+/// The protocol's four steps (see the module doc).
 fn rewrite_in_place(
     file: &File,
     entry: &SlotEntry,

@@ -1,4 +1,4 @@
-//! Config slots, the host side (contract.md; docs/slots.md): where a
+//! Config slots, the host side (docs/slots.md): where a
 //! cloud-init NoCloud seed lives in each artifact, and `smelt inject`,
 //! which replaces it without rebuilding.
 //!

@@ -24,7 +24,7 @@ use super::index::SlotEntry;
 
 /// The volume label (cloud-init's NoCloud looks for `cidata`/`CIDATA`).
 pub const LABEL: &str = "CIDATA";
-/// The name of the GPT partition covering the slot (contract.md).
+/// The name of the GPT partition covering the slot (docs/slots.md).
 pub const PARTITION_NAME: &str = "CIDATA";
 /// Its type: Microsoft basic data, what a FAT data partition carries.
 pub const PARTITION_TYPE: &str = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7";

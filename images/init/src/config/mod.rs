@@ -2,8 +2,8 @@
 //! boot (the root is a tmpfs; nothing persists, so there is no
 //! per-instance state).
 //!
-//! The boot sequence calls three steps, in the contract's order
-//! (`/work/contract.md`, "What the init applies"):
+//! The boot sequence (`crate::run`) calls three steps, in this order
+//! (docs/cloud-config.md):
 //!
 //! 1. [`apply_early`]: parse the seed, set hostname/fqdn, run `bootcmd`;
 //! 2. (the caller brings up the network from [`Applied::network_config`])

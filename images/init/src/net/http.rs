@@ -196,7 +196,7 @@ fn read_chunked(r: &mut impl BufRead, limit: usize) -> Result<Vec<u8>, String> {
 }
 
 /// `(meta-data, user-data, network-config)` as served; the caller makes the
-/// contract's `Seed` of them.
+/// `config::Seed` of them.
 pub type NoCloudFiles = (Vec<u8>, Vec<u8>, Option<Vec<u8>>);
 
 /// Fetch `meta-data`, `user-data` (both must be 200) and `network-config`
