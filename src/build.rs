@@ -33,30 +33,10 @@ pub struct BuildOptions {
     pub progress: bool,
 }
 
-/// `--size`: bytes, or a number with a K, M, G or T suffix (powers of 1024).
+/// `--size`: a size as the spec writes one ([`crate::spec::ByteSize`]):
+/// bytes, or a number with a K, M, G or T suffix (powers of 1024).
 pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, mult) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let m: u64 = match c.to_ascii_uppercase() {
-                'K' => 1 << 10,
-                'M' => 1 << 20,
-                'G' => 1 << 30,
-                'T' => 1 << 40,
-                _ => {
-                    return Err(format!(
-                        "size {s:?}: unknown suffix {c:?} (use K, M, G or T)"
-                    ));
-                }
-            };
-            (&t[..i], m)
-        }
-        _ => (t, 1),
-    };
-    num.parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mult))
-        .ok_or_else(|| format!("size {s:?} is not a number of bytes (e.g. 2G, 512M, 1048576)"))
+    crate::spec::ByteSize::parse(s).map(|b| b.0)
 }
 
 /// What a build wrote, also printed by `--json`.
@@ -188,7 +168,7 @@ mod tests {
         assert_eq!(parse_size("1048576"), Ok(1 << 20));
         assert_eq!(parse_size("512M"), Ok(512 << 20));
         assert_eq!(parse_size("2g"), Ok(2 << 30));
-        assert!(parse_size("2X").unwrap_err().contains("unknown suffix"));
+        assert!(parse_size("2X").unwrap_err().contains("unknown size unit"));
         assert!(parse_size("lots").is_err());
         assert!(parse_size("99999999999T").is_err(), "overflow");
     }

@@ -153,7 +153,16 @@ fn media_are_read_by_independent_tools_and_reproducible() {
         .unwrap()
         .clone();
     let names: Vec<&str> = parts.iter().map(|p| p["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["smelt-bios", "ESP", "smelt-root-a", "smelt-root-b"]);
+    assert_eq!(
+        names,
+        [
+            "smelt-bios",
+            "ESP",
+            "smelt-root-a",
+            "smelt-root-b",
+            "CIDATA"
+        ]
+    );
     let sector = |i: usize, k: &str| parts[i][k].as_u64().unwrap();
     let esp_img = x.path().join("esp.img");
     sh(&format!(

@@ -46,7 +46,7 @@ fn two_builds_are_byte_identical_and_manifest_matches() {
         serde_json::from_slice(&std::fs::read(a.path().join("minimal.manifest.json")).unwrap())
             .unwrap();
     let outputs = manifest["outputs"].as_array().unwrap();
-    assert_eq!(outputs.len(), 4, "{manifest:#}");
+    assert_eq!(outputs.len(), 5, "{manifest:#}");
     for o in outputs {
         let name = o["name"].as_str().unwrap();
         let path = a.path().join(name);

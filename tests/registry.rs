@@ -69,7 +69,7 @@ fn registry_build_matches_local_build_and_lock_detects_moved_tag() {
     ));
     run(local_build(&base, from_local.path()).arg(&yml));
     let names = dir_names(from_reg.path());
-    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(names.len(), 5, "{names:?}");
     assert_eq!(
         dir_hashes(from_reg.path()),
         dir_hashes(from_local.path()),

@@ -564,7 +564,9 @@ impl SlotsOptions {
 }
 
 /// A size in bytes: a number, or a number with a binary suffix `K`, `M`,
-/// `G` (optionally `KiB`, `MiB`, `GiB`): `4M`, `64MiB`, `1048576`.
+/// `G`, `T` (either case, optionally `KiB`, `MiB`, `GiB`, `TiB`): `4M`,
+/// `64MiB`, `2g`, `1048576`. The one size parser: the spec's `slots.size`
+/// and `smelt build --size` both use it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
@@ -573,12 +575,14 @@ impl ByteSize {
         let t = text.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let shift = match unit.trim_start() {
+        let unit = unit.trim_start();
+        let shift = match unit.to_ascii_uppercase().as_str() {
             "" | "B" => 0,
-            "K" | "KiB" => 10,
-            "M" | "MiB" => 20,
-            "G" | "GiB" => 30,
-            other => return Err(format!("unknown size unit {other:?} (use K, M or G)")),
+            "K" | "KIB" => 10,
+            "M" | "MIB" => 20,
+            "G" | "GIB" => 30,
+            "T" | "TIB" => 40,
+            _ => return Err(format!("unknown size unit {unit:?} (use K, M, G or T)")),
         };
         let n: u64 = num
             .parse()

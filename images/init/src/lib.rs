@@ -110,19 +110,19 @@ pub fn run(sys: &dyn Sys) -> String {
         &uptime(sys),
     ));
     let runc_ok = sys.exists(RUNC);
-    let mut sup = if runc_ok {
+    if runc_ok {
         onboot::run_all(sys, "onboot", &onboot);
-        if let Some(a) = applied.as_mut() {
-            config::apply_late(sys, a);
-        }
+    } else if !(onboot.is_empty() && services.is_empty() && onshutdown.is_empty()) {
+        sys.log(&format!("runc not found at {RUNC}: containers cannot run"));
+    }
+    // Deferred files and runcmd: after the onboot containers, before the
+    // services.
+    if let Some(a) = applied.as_mut() {
+        config::apply_late(sys, a);
+    }
+    let mut sup = if runc_ok {
         Supervisor::new(sys, services)
     } else {
-        if !(onboot.is_empty() && services.is_empty() && onshutdown.is_empty()) {
-            sys.log(&format!("runc not found at {RUNC}: containers cannot run"));
-        }
-        if let Some(a) = applied.as_mut() {
-            config::apply_late(sys, a);
-        }
         Supervisor::default()
     };
     // Even without services: reap orphans and wait for a shutdown signal.

@@ -102,7 +102,7 @@ fn unknown_keys_listed_and_skipped() {
     assert!(has(&sys, "hostname a"));
     assert_eq!(
         a.report.skipped,
-        ["unknown key foo", "unknown key packages"]
+        ["unknown key packages", "unknown key foo"]
     );
     assert!(a.report.errors.is_empty());
     assert!(sys.logs().contains("cloud-config: skipped unknown key foo"));
