@@ -229,6 +229,14 @@ fn kernel_initrd_fetches_its_seed_over_http() {
     // DHCP, fetches the seed, then applies its static network-config.
     let r = kernel_initrd_boot(None, &format!("ds=nocloud;s={url}"));
     assert_applied(&r.console, &url);
+    // The static network-config replaced the address DHCP gave to fetch it.
+    assert!(
+        r.console
+            .contains("DHCP address 10.0.2.15/24 dropped for the network-config")
+            && !r.console.contains("inet 10.0.2.15/"),
+        "{}",
+        r.console
+    );
     assert!(r.powered_off(), "{:?}\n{}", r.outcome, r.console);
     let reqs = seeder.requests.lock().unwrap().clone();
     for f in ["meta-data", "user-data", "network-config"] {

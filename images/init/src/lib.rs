@@ -142,7 +142,11 @@ pub const SEED_FILES: &str = "/run/config/slot";
 /// bootcmd, the network, files, users, keys. No seed: DHCP only.
 fn configure(sys: &dyn Sys) -> Option<config::Applied> {
     let (seed, network) = config::sources::find(sys);
-    let dhcp_done = network == config::sources::Network::Dhcp;
+    let leases = match network {
+        config::sources::Network::Dhcp(l) => Some(l),
+        config::sources::Network::Untouched => None,
+    };
+    let dhcp_done = leases.is_some();
     let Some(seed) = seed else {
         if !dhcp_done {
             net::dhcp_all(sys, FALLBACK_DHCP);
@@ -152,7 +156,14 @@ fn configure(sys: &dyn Sys) -> Option<config::Applied> {
     let mut applied = config::apply_early(sys, &seed);
     let nc = applied.network_config.clone().filter(|n| !n.is_empty());
     match nc {
-        Some(nc) => network_config(sys, &nc, &mut applied.report),
+        Some(nc) => {
+            // The seed's network-config replaces what DHCP set up to
+            // fetch it.
+            for l in leases.iter().flatten() {
+                drop_lease(sys, l);
+            }
+            network_config(sys, &nc, &mut applied.report)
+        }
         None if !dhcp_done => {
             net::dhcp_all(sys, FALLBACK_DHCP);
         }
@@ -171,6 +182,25 @@ fn configure(sys: &dyn Sys) -> Option<config::Applied> {
     }
     config::apply_system(sys, &mut applied);
     Some(applied)
+}
+
+/// Remove the address a DHCP lease put on its link (and with it the
+/// routes through it).
+fn drop_lease(sys: &dyn Sys, l: &net::Lease) {
+    let addr = net::config::Cidr {
+        addr: std::net::IpAddr::V4(l.address),
+        prefix: l.prefix,
+    };
+    match sys.addr_del(&l.ifname, &addr) {
+        Ok(()) => sys.log(&format!(
+            "smelt: {}: DHCP address {addr} dropped for the network-config",
+            l.ifname
+        )),
+        Err(e) => sys.log(&format!(
+            "smelt: {}: dropping DHCP address {addr}: {e}",
+            l.ifname
+        )),
+    }
 }
 
 /// Apply a seed's network-config; its outcome joins the config report.
@@ -345,6 +375,61 @@ mod tests {
         assert!(
             logs.find("cloud-config: seed from initrd") < logs.find("Welcome to smelt"),
             "{logs}"
+        );
+    }
+
+    /// `ds=nocloud;s=URL`: DHCP to reach the server, the seed fetched, and
+    /// its static network-config replacing the DHCP address.
+    #[test]
+    fn a_url_seed_with_network_config_replaces_the_dhcp_address() {
+        use std::io::{BufRead, BufReader, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/s/", l.local_addr().unwrap());
+        let server = std::thread::spawn(move || {
+            for body in [
+                "instance-id: u\n",
+                "#cloud-config\nhostname: web\n",
+                "version: 2\nethernets:\n  n:\n    match: {name: eth0}\n    addresses: [10.0.2.77/24]\n",
+            ] {
+                let (mut s, _) = l.accept().unwrap();
+                let mut r = BufReader::new(s.try_clone().unwrap());
+                let mut line = String::new();
+                while r.read_line(&mut line).unwrap() > 2 {
+                    line.clear();
+                }
+                let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+                s.write_all(head.as_bytes()).unwrap();
+                s.write_all(body.as_bytes()).unwrap();
+            }
+        });
+        let mut sys = FakeSys::new()
+            .file(
+                "/proc/cmdline",
+                &format!("console=ttyS0 ds=nocloud;s={url}\n"),
+            )
+            .file("/sys/class/net/eth0/type", "1\n")
+            .file("/sys/class/net/eth0/carrier", "1\n")
+            .file("/sys/class/net/eth0/address", "52:54:00:12:34:56\n");
+        sys.dhcp_offers
+            .insert("eth0".into(), std::net::Ipv4Addr::new(10, 0, 2, 15));
+        sys.signals.borrow_mut().push_back(libc::SIGTERM);
+        run(&sys);
+        server.join().unwrap();
+        let calls = sys.calls();
+        let pos = |p: &str| {
+            calls
+                .iter()
+                .position(|c| c.starts_with(p))
+                .unwrap_or_else(|| panic!("{p:?} not in {calls:#?}"))
+        };
+        assert!(pos("addr add eth0 10.0.2.15/24") < pos("hostname web"));
+        assert!(pos("hostname web") < pos("addr del eth0 10.0.2.15/24"));
+        assert!(pos("addr del eth0 10.0.2.15/24") < pos("addr add eth0 10.0.2.77/24"));
+        assert!(
+            sys.logs()
+                .contains(&format!("cloud-config: seed from {url}")),
+            "{}",
+            sys.logs()
         );
     }
 

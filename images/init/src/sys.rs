@@ -130,6 +130,8 @@ pub trait Sys {
     fn link_set_up(&self, ifname: &str, up: bool) -> io::Result<()>;
     /// Add (or replace) an IPv4 or IPv6 address on `ifname` (RTM_NEWADDR).
     fn addr_add(&self, ifname: &str, addr: &Cidr) -> io::Result<()>;
+    /// Remove an address from `ifname` (RTM_DELADDR).
+    fn addr_del(&self, ifname: &str, addr: &Cidr) -> io::Result<()>;
     /// Add a route to `to` out of `ifname`, through `via` or on-link
     /// (RTM_NEWROUTE, main table); EEXIST if it is already there.
     fn route_add(&self, ifname: &str, to: &Cidr, via: Option<IpAddr>) -> io::Result<()>;
@@ -607,6 +609,11 @@ impl Sys for RealSys {
     fn addr_add(&self, ifname: &str, addr: &Cidr) -> io::Result<()> {
         let index = if_index(ifname)?;
         netlink_request(&netlink::new_addr(NL_SEQ, index, addr))
+    }
+
+    fn addr_del(&self, ifname: &str, addr: &Cidr) -> io::Result<()> {
+        let index = if_index(ifname)?;
+        netlink_request(&netlink::del_addr(NL_SEQ, index, addr))
     }
 
     fn route_add(&self, ifname: &str, to: &Cidr, via: Option<IpAddr>) -> io::Result<()> {

@@ -313,6 +313,10 @@ impl Sys for FakeSys {
         self.call(format!("link {ifname} {}", if up { "up" } else { "down" }));
         Ok(())
     }
+    fn addr_del(&self, ifname: &str, addr: &Cidr) -> io::Result<()> {
+        self.call(format!("addr del {ifname} {addr}"));
+        Ok(())
+    }
     fn addr_add(&self, ifname: &str, addr: &Cidr) -> io::Result<()> {
         self.call(format!("addr add {ifname} {addr}"));
         match self.net_errors.get(ifname) {

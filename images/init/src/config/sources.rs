@@ -129,11 +129,12 @@ impl Seed {
     }
 }
 
-/// Whether the network was brought up while looking for the seed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether the network was brought up while looking for the seed, and
+/// the leases it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Network {
     Untouched,
-    Dhcp,
+    Dhcp(Vec<net::Lease>),
 }
 
 /// The seed this boot uses, first found wins: `ds=nocloud;s=URL` on the
@@ -158,11 +159,11 @@ pub fn find(sys: &dyn Sys) -> (Option<Seed>, Network) {
                 network_config,
                 files: BTreeMap::new(),
             };
-            (Some(seed), Network::Dhcp)
+            (Some(seed), Network::Dhcp(leases))
         }
         Err(e) => {
             sys.log(&format!("smelt: config {url}: {e}"));
-            (find_local(sys), Network::Dhcp)
+            (find_local(sys), Network::Dhcp(leases))
         }
     }
 }

@@ -1,5 +1,6 @@
 //! rtnetlink requests as bytes (rtnetlink(7), include/uapi/linux/
-//! {netlink,rtnetlink,if_addr}.h): RTM_NEWADDR and RTM_NEWROUTE, and the
+//! {netlink,rtnetlink,if_addr}.h): RTM_NEWADDR, RTM_DELADDR and
+//! RTM_NEWROUTE, and the
 //! kernel's NLMSG_ERROR acknowledgement. `sys.rs` sends them; building
 //! them here keeps that module to the syscalls and makes the layout
 //! testable. All integers are host byte order (x86_64: little-endian),
@@ -14,6 +15,7 @@ use super::config::Cidr;
 const NLMSG_HDRLEN: usize = 16;
 const NLMSG_ERROR: u16 = 2;
 const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
 const RTM_NEWROUTE: u16 = 24;
 const NLM_F_REQUEST: u16 = 0x1;
 const NLM_F_ACK: u16 = 0x4;
@@ -74,7 +76,23 @@ fn finish(mut m: Vec<u8>) -> Vec<u8> {
 
 /// RTM_NEWADDR: `addr` on link `ifindex` (replacing the same address).
 pub fn new_addr(seq: u32, ifindex: u32, addr: &Cidr) -> Vec<u8> {
-    let mut m = header(RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, seq);
+    addr_msg(
+        RTM_NEWADDR,
+        NLM_F_CREATE | NLM_F_REPLACE,
+        seq,
+        ifindex,
+        addr,
+    )
+}
+
+/// RTM_DELADDR: remove `addr` from link `ifindex` (EADDRNOTAVAIL when it is
+/// not there); the kernel drops the routes that used it.
+pub fn del_addr(seq: u32, ifindex: u32, addr: &Cidr) -> Vec<u8> {
+    addr_msg(RTM_DELADDR, 0, seq, ifindex, addr)
+}
+
+fn addr_msg(kind: u16, flags: u16, seq: u32, ifindex: u32, addr: &Cidr) -> Vec<u8> {
+    let mut m = header(kind, flags, seq);
     // struct ifaddrmsg: family, prefixlen, flags, scope, index u32.
     m.extend_from_slice(&[family(&addr.addr), addr.prefix, 0, RT_SCOPE_UNIVERSE]);
     m.extend_from_slice(&ifindex.to_ne_bytes());
@@ -168,6 +186,16 @@ mod tests {
         assert_eq!(&m[20..24], &3u32.to_ne_bytes());
         assert_eq!(&m[28..32], &[10, 0, 2, 15]);
         assert_eq!(&m[44..48], &[10, 0, 2, 255]);
+    }
+
+    #[test]
+    fn del_addr_is_new_addr_without_create() {
+        let a = Cidr::parse("10.0.2.15/24").unwrap();
+        let (new, del) = (new_addr(7, 3, &a), del_addr(7, 3, &a));
+        assert_eq!(&del[4..6], &RTM_DELADDR.to_ne_bytes());
+        assert_eq!(&del[6..8], &0x5u16.to_ne_bytes(), "request + ack only");
+        assert_eq!(new[..4], del[..4]);
+        assert_eq!(new[8..], del[8..]);
     }
 
     #[test]
