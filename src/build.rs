@@ -67,6 +67,7 @@ pub fn build(opts: &BuildOptions) -> anyhow::Result<BuildSummary> {
         None => default_name(first)?,
     };
     let epoch = source_date_epoch()?;
+    crate::artifacts::Format::check_together(&opts.formats)?;
     let spec = crate::spec::load(&opts.specs).map_err(|e| anyhow::anyhow!("{e}"))?;
     let store = Store::open(&opts.store)
         .with_context(|| format!("opening image store {}", opts.store.display()))?;

@@ -208,4 +208,15 @@ fn failed_build_leaves_earlier_outputs_untouched() {
     );
     let after = dir_hashes(out.path());
     assert_eq!(before, after);
+    // Two formats that write the same file names: refused, nothing written.
+    let err = run_fail(
+        local_build(&store, out.path())
+            .args(["-f", "kernel+initrd", "-f", "kernel+squashfs"])
+            .arg(&yml),
+    );
+    assert!(
+        err.contains("both write NAME-kernel, NAME-initrd.img"),
+        "{err}"
+    );
+    assert_eq!(dir_hashes(out.path()), before);
 }

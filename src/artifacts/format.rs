@@ -26,6 +26,18 @@ pub enum Format {
 }
 
 impl Format {
+    /// Refuse formats that would write the same file names:
+    /// `kernel+initrd` and `kernel+squashfs` both write `NAME-kernel`,
+    /// `NAME-initrd.img` (the whole root, or stage 1) and `NAME-cmdline`.
+    pub fn check_together(formats: &[Format]) -> anyhow::Result<()> {
+        if formats.contains(&Format::KernelInitrd) && formats.contains(&Format::KernelSquashfs) {
+            anyhow::bail!(
+                "-f kernel+initrd and -f kernel+squashfs both write NAME-kernel, NAME-initrd.img and NAME-cmdline: build them in two runs, or with different --name"
+            );
+        }
+        Ok(())
+    }
+
     /// Every format, in the order a build writes them.
     pub const ALL: [Format; 7] = [
         Format::KernelInitrd,
@@ -96,6 +108,17 @@ impl serde::Serialize for Format {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_initrd_and_kernel_squashfs_are_refused_together() {
+        let e =
+            Format::check_together(&[Format::KernelInitrd, Format::Iso, Format::KernelSquashfs])
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("both write NAME-kernel"), "{e}");
+        assert!(Format::check_together(&[Format::KernelInitrd, Format::Iso]).is_ok());
+        assert!(Format::check_together(&Format::ALL[1..]).is_ok());
+    }
 
     #[test]
     fn names_round_trip_and_linuxkit_names_map_to_the_hybrid_outputs() {

@@ -105,12 +105,20 @@ impl OutputSet {
         &self.dir
     }
 
-    /// Start an artifact called `name` (a file name, no directories).
+    /// Start an artifact called `name` (a file name, no directories, not
+    /// one this set already holds: two writers of one name would leave only
+    /// the last).
     pub fn create(&self, name: &str) -> io::Result<OutputFile> {
         if name.is_empty() || name.contains('/') || name.starts_with('.') {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("invalid artifact name {name:?}"),
+            ));
+        }
+        if self.pending().any(|o| o.name() == name) {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("artifact {name} is written twice in one build"),
             ));
         }
         let fd = rustix::fs::open(
@@ -219,6 +227,17 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 2, "{names:?}");
+    }
+
+    #[test]
+    fn a_name_is_written_once() {
+        let d = tempfile::tempdir().unwrap();
+        let mut set = OutputSet::new(d.path()).unwrap();
+        let f = set.create("x").unwrap();
+        set.finish(f).unwrap();
+        let e = set.create("x").err().unwrap();
+        assert_eq!(e.to_string(), "artifact x is written twice in one build");
+        assert!(set.create("y").is_ok());
     }
 
     #[test]
