@@ -245,10 +245,9 @@ mod tests {
     use super::*;
     use crate::testutil::FakeSys;
 
-    #[test]
-    fn runc_missing_skips_containers_once() {
-        let sys = FakeSys::new()
-            .dir("/containers/onboot/000-a/rootfs")
+    /// One onboot container `a` and one service `s`.
+    fn with_containers(sys: FakeSys) -> FakeSys {
+        sys.dir("/containers/onboot/000-a/rootfs")
             .file(
                 "/containers/onboot/000-a/config.json",
                 r#"{"process":{"args":["a"]}}"#,
@@ -258,7 +257,11 @@ mod tests {
                 "/containers/services/s/config.json",
                 r#"{"process":{"args":["s"]}}"#,
             )
-            .file("/proc/uptime", "1.50 2.00\n");
+    }
+
+    #[test]
+    fn runc_missing_skips_containers_once() {
+        let sys = with_containers(FakeSys::new()).file("/proc/uptime", "1.50 2.00\n");
         sys.signals.borrow_mut().push_back(libc::SIGUSR1);
         let msg = run(&sys);
         assert_eq!(msg, "reboot(2) failed: fake reboot");
@@ -283,18 +286,7 @@ mod tests {
 
     #[test]
     fn full_boot_runs_onboot_then_services() {
-        let sys = FakeSys::new()
-            .file("/usr/bin/runc", "")
-            .dir("/containers/onboot/000-a/rootfs")
-            .file(
-                "/containers/onboot/000-a/config.json",
-                r#"{"process":{"args":["a"]}}"#,
-            )
-            .dir("/containers/services/s/rootfs")
-            .file(
-                "/containers/services/s/config.json",
-                r#"{"process":{"args":["s"]}}"#,
-            );
+        let sys = with_containers(FakeSys::new()).file("/usr/bin/runc", "");
         sys.signals.borrow_mut().push_back(libc::SIGTERM);
         run(&sys);
         let calls = sys.calls();
@@ -316,19 +308,9 @@ mod tests {
     /// the containers; runcmd after the onboot containers, before services.
     #[test]
     fn config_is_applied_around_the_containers() {
-        let sys = FakeSys::new()
+        let sys = with_containers(FakeSys::new())
             .file("/usr/bin/runc", "")
             .file("/bin/sh", "")
-            .dir("/containers/onboot/000-a/rootfs")
-            .file(
-                "/containers/onboot/000-a/config.json",
-                r#"{"process":{"args":["a"]}}"#,
-            )
-            .dir("/containers/services/s/rootfs")
-            .file(
-                "/containers/services/s/config.json",
-                r#"{"process":{"args":["s"]}}"#,
-            )
             .dir("/smelt/nocloud")
             .file(
                 "/smelt/nocloud/user-data",
